@@ -1,0 +1,250 @@
+"""One typed default configuration with strict overrides.
+
+``params.yaml`` (what DVC tracks) is merged onto the dataclass defaults below: an unknown key is an
+error that lists the valid ones, and a value of the wrong type is an error that names the key and the
+expected type. Command-line overrides (``-o train.iterations=10``) go through the same checks.
+
+Paths in the config are relative to the directory that holds the params file (the DVC stage's
+working directory), never absolute in the files we ship.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from uplr.errors import UplrError
+
+
+@dataclass
+class GenerateConfig:
+    """The embedded benchmark generator (stage ``generate``; see uplr/data/synthetic.py)."""
+
+    seed: int = 2021
+    out: str = "data/embedded"
+    height: int = 128
+    width: int = 256
+    n_source: int = 400
+    n_target_train: int = 300
+    n_target_val: int = 100
+
+
+@dataclass
+class DomainConfig:
+    """One dataset on disk.
+
+    ``split`` names a packaged official list (``all``, ``split_train``, ``train``, ``val``, ``test``)
+    or, when it contains a ``/`` or ends in ``.txt``, a list file relative to the params file.
+    ``size`` is ``[width, height]`` that images are resized to for training (labels: nearest).
+    """
+
+    dataset: str = "gta5"
+    root: str = "data/embedded/source"
+    split: str = "all"
+    size: list[int] = field(default_factory=lambda: [256, 128])
+    city: str = ""  # NTHU Cross-City only: Rome, Rio, Tokyo or Taipei
+    strict: bool = False  # True: an unusable listed frame is an error instead of a logged skip
+
+
+@dataclass
+class TargetConfig(DomainConfig):
+    dataset: str = "cityscapes"
+    root: str = "data/embedded/target"
+    split: str = "train"
+    val_split: str = "val"
+
+
+@dataclass
+class DataConfig:
+    source: DomainConfig = field(default_factory=DomainConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """DeepLab-v2 (ADVENT/AdaptSegNet layout) or the light CPU trunk with the same heads."""
+
+    trunk: str = "resnet18"  # resnet101 (paper) | resnet18 (CPU runs)
+    num_classes: int = 19
+    multi_level: bool = True  # aux classifier on layer3 (layer5) + main on layer4 (layer6)
+    aspp_all_branches: bool = True  # False: AdaptSegNet's classifier that returns after the first branch
+    init: str = "scratch"  # "scratch" or a path to a state_dict file
+    freeze_bn: bool = False  # the paper's setting (True) needs pretrained BN statistics
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 400
+    batch_size: int = 4
+    lr: float = 2.5e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    head_lr_mult: float = 10.0
+    lambda_seg_aux: float = 0.1
+    checkpoint_every: int = 100
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    deterministic: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    batch_size: int = 4
+    checkpoint: str = "last"  # which snapshot is scored and reported: the last one
+    save_predictions: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    experiment: str = "uplr-embedded"
+
+
+@dataclass
+class Config:
+    benchmark: str = "embedded"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # where the params file lives; relative paths in the config resolve against it
+    base_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, value: str | Path) -> Path:
+        """Resolve a path from the config against the params file's directory."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+# ----------------------------------------------------------------------------------------------------
+# strict merge
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Return ``value`` converted to ``tp`` when that is lossless, else raise a UplrError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where, source)
+            except UplrError:
+                continue
+        raise UplrError(f"{source}: `{where}` must be one of {[_type_name(a) for a in args]}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise UplrError(f"{source}: `{where}` must be a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_check_value(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UplrError(f"{source}: `{where}` must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UplrError(f"{source}: `{where}` must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UplrError(f"{source}: `{where}` must be true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise UplrError(f"{source}: `{where}` must be a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _merge(obj: Any, data: dict, prefix: str, source: str) -> None:
+    if not isinstance(data, dict):
+        raise UplrError(f"{source}: `{prefix.rstrip('.') or '<top>'}` must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name: f for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            raise UplrError(
+                f"{source}: unknown parameter `{where}`; valid keys here are: {', '.join(sorted(fields))}. "
+                "Fix the spelling or remove it."
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{where}.", source)
+        else:
+            setattr(obj, key, _check_value(value, hints[key], where, source))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise UplrError(f"override `{text}` must look like key.path=value (e.g. train.iterations=10)")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key.path=value`` strings (values parsed as YAML) with the same strict checks."""
+    for text in overrides:
+        keys, value = _parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _merge(cfg, nested, "", f"override `{text}`")
+    return cfg
+
+
+def load_config(params: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Defaults, then the params file (if given), then the overrides; every step strict."""
+    cfg = Config()
+    if params is not None:
+        path = Path(params)
+        if not path.is_file():
+            raise UplrError(f"{path}: params file not found; run from the repository root or pass --params PATH")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UplrError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+        _merge(cfg, data, "", str(path))
+        cfg.base_dir = path.resolve().parent
+    apply_overrides(cfg, overrides or [])
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain data (without internal fields), e.g. for MLflow params."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("internal"):
+            continue
+        v = getattr(cfg, f.name)
+        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else v
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
