@@ -74,7 +74,7 @@ class ModelConfig:
     trunk: str = "resnet18"  # resnet101 (paper) | resnet18 (CPU runs)
     num_classes: int = 19
     multi_level: bool = True  # aux classifier on layer3 (layer5) + main on layer4 (layer6)
-    aspp_all_branches: bool = True  # False: AdaptSegNet's classifier that returns after the first branch
+    aspp_all_branches: bool = True  # False: AdaptSegNet's classifier, whose forward returns inside its loop (branches 6+12 only)
     init: str = "scratch"  # "scratch" or a path to a state_dict file
     freeze_bn: bool = False  # the paper's setting (True) needs pretrained BN statistics
 
@@ -97,6 +97,17 @@ class TrainConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """AA: output-space adversarial adaptation (AdaptSegNet; ADVENT's self-information input as an option)."""
+
+    d_input: str = "softmax"  # softmax | self_information (ADVENT)
+    d_lr: float = 1e-4
+    d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    lambda_adv_main: float = 0.001
+    lambda_adv_aux: float = 0.0002
+
+
+@dataclass
 class EvaluateConfig:
     batch_size: int = 4
     checkpoint: str = "last"  # which snapshot is scored and reported: the last one
@@ -116,6 +127,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # where the params file lives; relative paths in the config resolve against it

@@ -1,0 +1,158 @@
+"""The ``uplr`` command line: one subcommand per pipeline stage plus tools.
+
+Every user-fixable failure is a :class:`~uplr.errors.UplrError`: printed as one line naming the file or
+parameter and the fix, exit status 2, no traceback (``--verbose`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from uplr.errors import UplrError
+
+log = logging.getLogger("uplr")
+
+
+def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
+    if params:
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter, e.g. -o train.iterations=10 (repeatable; strict)")
+    p.add_argument("--stage", default=None, help="the DVC stage name, recorded as a lineage tag")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _config(args):
+    from uplr.config import load_config
+
+    return load_config(args.params, args.override)
+
+
+def cmd_generate(args) -> int:
+    from uplr.stages import generate
+
+    generate.run(_config(args), args.stage or "generate")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from uplr.data.check import check_dataset
+
+    report = check_dataset(args.dataset, Path(args.root), args.split, city=args.city, strict=args.strict,
+                           full=not args.quick)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_train(args) -> int:
+    from uplr.stages import train
+
+    cfg = _config(args)
+    train.run(cfg, args.row, args.seed, Path(args.out), Path(args.resume_dir) if args.resume_dir else None,
+              args.stage or f"train_{args.row}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    if args.pred_dir or args.gt_dir:
+        if not (args.pred_dir and args.gt_dir):
+            raise UplrError("scoring a folder needs both --pred-dir and --gt-dir")
+        from uplr.evaluate.folder import evaluate_folder, write_result
+
+        result = evaluate_folder(Path(args.pred_dir), Path(args.gt_dir))
+        if args.out:
+            write_result(result, Path(args.out))
+        _print_scores(result)
+        return 0
+    if not (args.model and args.out and args.row):
+        raise UplrError("evaluating a model needs --model, --row and --out (or use --pred-dir/--gt-dir)")
+    from uplr.stages import evaluate
+
+    result = evaluate.run(_config(args), Path(args.model), args.row, args.seed, Path(args.out),
+                          args.stage or f"evaluate_{args.row}",
+                          predictions=Path(args.predictions) if args.predictions else None)
+    _print_scores(result)
+    return 0
+
+
+def _print_scores(result: dict) -> None:
+    width = max(len(k) for k in result["iou"])
+    for name, v in result["iou"].items():
+        print(f"  {name:<{width}}  {'n/a' if v is None else f'{100 * v:5.1f}'}")
+    for name, v in result["miou"].items():
+        print(f"  mIoU[{name}]  {'n/a' if v is None else f'{100 * v:5.2f}'}")
+
+
+def cmd_tables(args) -> int:
+    from uplr.report import tables
+
+    tables.run(Path(args.out), experiments=args.experiment or None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="uplr", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="write the embedded benchmark (DVC stage generate)")
+    _common(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    c = dsub.add_parser("check", help="validate a dataset root against its split list")
+    c.add_argument("dataset", choices=["gta5", "synthia", "cityscapes", "nthu"])
+    c.add_argument("--root", required=True, help="the dataset's root folder")
+    c.add_argument("--split", default=None, help="list name or list file (default: the dataset's main list)")
+    c.add_argument("--city", default="", help="NTHU only: Rome, Rio, Tokyo or Taipei")
+    c.add_argument("--strict", action="store_true", help="known-unusable GTA5 frames are errors, not skips")
+    c.add_argument("--quick", action="store_true", help="read file headers only, do not decode pixels")
+    _common(c, params=False)
+    c.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("train", help="train one row (configuration) for one seed (DVC stage train_*)")
+    p.add_argument("--row", required=True, help="source_only, oracle, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for model.pt and train_log.csv")
+    p.add_argument("--resume-dir", default=None, help="folder for the resumable checkpoint")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model on the target val split, or a folder of predictions")
+    p.add_argument("--model", help="model.pt written by `uplr train`")
+    p.add_argument("--row", help="the row the model belongs to (a tag for the tables)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="where to write the per-class IoU JSON")
+    p.add_argument("--predictions", help="folder to write trainId PNG predictions to")
+    p.add_argument("--pred-dir", help="score this folder of trainId PNG predictions ...")
+    p.add_argument("--gt-dir", help="... against this Cityscapes gtFine folder (*_gtFine_labelIds.png)")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tables", help="rebuild reports/ (Markdown, CSV, LaTeX, PNG) from MLflow")
+    p.add_argument("--out", default="reports", help="output folder (default: reports)")
+    p.add_argument("--experiment", action="append", help="MLflow experiment(s) to read (default: all uplr-*)")
+    _common(p, params=False)
+    p.set_defaults(func=cmd_tables)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from uplr.runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        return args.func(args)
+    except UplrError as exc:
+        if getattr(args, "verbose", False):
+            log.exception("failed")
+        print(f"uplr: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
