@@ -311,6 +311,33 @@ def test_build_dataset_names_and_loader(tmp_path):
         build_dataset("mapillary", tmp_path, "all")
 
 
+@pytest.mark.parametrize(
+    ("name", "split", "count", "first_image"),
+    [
+        ("gta5", "all", 24966, "images/00001.png"),
+        ("gta5", "split_train", 12403, "images/00001.png"),
+        ("gta5", "split_val", 6382, "images/00022.png"),
+        ("gta5", "split_test", 6181, "images/00011.png"),
+        ("synthia", "all", 9400, "RGB/0000000.png"),
+        ("synthia", "split_train", 9000, "RGB/0000000.png"),
+        ("synthia", "split_val", 400, "RGB/0009000.png"),
+        ("cityscapes", "train", 2975, "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"),
+        ("cityscapes", "val", 500, "leftImg8bit/val/frankfurt/frankfurt_000001_007973_leftImg8bit.png"),
+        ("nthu", "train", 3200, "Rome/Images/Train/pano_00009_0_0.jpg"),
+        ("nthu", "test", 100, "Rome/Images/Test/pano_00368_0_0.jpg"),
+    ],
+)
+def test_packaged_lists_parse_to_real_paths(tmp_path, name, split, count, first_image):
+    (tmp_path / "Rome").mkdir()
+    ds = build_dataset(name, tmp_path, split, city="Rome", verify=False)
+    assert len(ds) == count == len(set(ds.names))
+    assert ds.image_path(0) == tmp_path / first_image
+    if name == "nthu" and split == "train":
+        assert ds.label_path(0) is None
+    else:
+        assert ds.label_path(0).parent.is_relative_to(tmp_path)
+
+
 # ----------------------------------------------------------------------------------------------------
 # bad inputs
 

@@ -25,6 +25,7 @@ depend on how many others are generated or in what order.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,15 @@ def _check(name: str, value: Any, minimum: int) -> None:
 
 def _save_png(arr: np.ndarray, path: Path, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(arr, mode="L" if mode == "P" else mode)
     if mode == "P":
-        im = im.convert("P") if False else Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
+        im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr).tobytes())
         im.putpalette(PALETTE)
-    im.save(path, format="PNG")
+    else:
+        im = Image.fromarray(arr)
+        if im.mode != mode:
+            raise ValueError(f"expected a {mode} array for {path}, got PIL mode {im.mode}")
+    # the fastest zlib level for photos (their noise hardly compresses); labels keep the default
+    im.save(path, format="PNG", compress_level=1 if mode == "RGB" else 6)
 
 
 class _Stats:
@@ -191,8 +196,6 @@ def generate(out: Path, seed: int, height: int, width: int, n_source: int, n_tar
             "layout": {d: dataclasses.asdict(v) for d, v in _scenes.LAYOUTS.items()},
             "style": {d: dataclasses.asdict(v) for d, v in _scenes.STYLES.items()},
         }
-        import json
-
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         _preview([preview["source"], preview["target"]], tmp / "preview.png")
     log.info("embedded benchmark written to %s", out)

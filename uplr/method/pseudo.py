@@ -255,7 +255,7 @@ class BdlSelector(Selector):
     def _fit(self, stats: PixelStats) -> None:
         n = stats.class_counts
         # ascending 0-based index floor(n/2) == descending 1-based rank n - floor(n/2)
-        self.medians = value_at_rank(stats.confidence_hist, n - n // 2)
+        self.medians = value_at_rank(stats.confidence_hist, n // 2 + 1)
         self.thresholds = np.where(np.isnan(self.medians), self.cap, np.minimum(self.medians, self.cap))
 
     def _assign(self, prob: torch.Tensor) -> torch.Tensor:

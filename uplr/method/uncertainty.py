@@ -207,6 +207,6 @@ def top_k_uncertain(
         v = values[c]
         if np.isnan(v):
             return (nan_group, 0.0, c)
-        return (1 - nan_group, -v, -c)
+        return (1 - nan_group, -v, c)
 
     return sorted(dict.fromkeys(candidates), key=key)[:k]

@@ -146,6 +146,7 @@ class Trainer:
         self.fingerprint = _fingerprint(cfg, job)
         self.step = 0
         self.curve: list[dict[str, float]] = []
+        self.window: dict[str, list[float]] = {}  # losses since the last logged step
         state = ckpt.load_resume(resume_dir, self.fingerprint)
         if state is not None:
             self._restore(state)
@@ -170,6 +171,7 @@ class Trainer:
             "d_schedulers": {k: s.state_dict() for k, s in getattr(self, "d_scheds", {}).items()},
             "rng": ckpt.rng_state(),
             "curve": self.curve,
+            "window": self.window,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -183,6 +185,7 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
         self.curve = list(state["curve"])
+        self.window = {k: list(v) for k, v in state["window"].items()}
 
     def save_checkpoint(self) -> None:
         if self.dist.rank == 0 and self.resume_dir is not None:
@@ -271,16 +274,15 @@ class Trainer:
         pse = _stream(job.pseudo, cfg, job, self.dist, start, 3) if job.pseudo is not None else None
         bar = tqdm(range(start, job.iterations), desc=job.name, disable=self.dist.rank != 0, mininterval=2.0,
                    initial=start, total=job.iterations)
-        window: dict[str, list[float]] = {}
         for _ in bar:
             logs = self.train_step(next(src), next(tgt) if tgt else None, next(pse) if pse else None)
             self.step += 1
             for k, v in logs.items():
-                window.setdefault(k, []).append(v)
+                self.window.setdefault(k, []).append(v)
             if self.step % cfg.train.log_every == 0 or self.step == job.iterations:
-                row = {k: float(np.mean(v)) for k, v in window.items()}
+                row = {k: float(np.mean(v)) for k, v in self.window.items()}
                 row["lr"] = logs["lr"]
-                window = {}
+                self.window = {}
                 self.curve.append({"step": self.step, **row})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "lr"})
                 if self.run is not None:
