@@ -9,7 +9,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UPLR_PIPELINE_RUN ?= $(shell date -u +%Y%m%dT%H%M%SZ)-$(shell od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock demo test tables ui lint clean
+.PHONY: help setup lock demo ablation test tables ui lint clean
+-include mk/*.mk
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,8 +29,20 @@ lock: ## regenerate requirements.lock (hash-pinned) from requirements.in
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-strategy unsafe-best-match \
 	  --index-url https://pypi.org/simple --extra-index-url file:///opt/pypi-more/simple -o requirements.lock
 
-demo: setup ## run the pipeline on the embedded benchmark (dvc repro) and print the tables
+DEMO_STAGES := evaluate_source_only evaluate_oracle
+
+demo: setup ## embedded benchmark: generate, train source-only + oracle, evaluate (dvc repro), print tables
+	dvc repro $(DEMO_STAGES)
+	uplr tables --out reports
+
+# SEEDS='[0,1,2]' runs the grid for three seeds (dvc exp run -S, recorded as a DVC experiment)
+SEEDS ?=
+ablation: setup ## Table 3 on the embedded benchmark: every row for the seeds in params.yaml (SEEDS='[0,1,2]')
+ifeq ($(strip $(SEEDS)),)
 	dvc repro
+else
+	dvc exp run -S 'seeds=$(SEEDS)'
+endif
 	uplr tables --out reports
 
 test: setup ## run the test suite
@@ -42,8 +55,8 @@ ui: setup ## MLflow UI on http://127.0.0.1:5000 over the local store
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --default-artifact-root $(CURDIR)/mlartifacts
 
-lint: setup ## ruff on the code
-	ruff check uplr tests bench
+lint: setup lint-docker ## ruff on the code, hadolint on the Dockerfile
+	ruff check uplr tests bench scripts
 
 clean: ## remove caches and the local MLflow store (keeps .venv and DVC's cache)
 	rm -rf .pytest_cache .ruff_cache mlflow.db mlartifacts mlruns

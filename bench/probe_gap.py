@@ -40,8 +40,9 @@ for _lab in CS_LABELS:
         LUT[_lab.id] = _lab.trainId
 
 
-def load_split(root: Path, domain: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N,H,W,3 uint8) and trainIds (N,H,W uint8) read back from the on-disk formats."""
+def load_split(root: Path, domain: str, split: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N,H,W,3 uint8) and trainIds (N,H,W uint8) read back from the on-disk formats, resized by
+    ``scale`` (images: area, labels: nearest)."""
     if domain == "source":
         names = (root / "source" / "all.txt").read_text().split()
         pairs = [(root / "source" / "images" / n, root / "source" / "labels" / n) for n in names]
@@ -50,9 +51,15 @@ def load_split(root: Path, domain: str, split: str) -> tuple[np.ndarray, np.ndar
         pairs = [(root / "target" / "leftImg8bit" / split / n,
                   root / "target" / "gtFine" / split / n.replace("_leftImg8bit.png", "_gtFine_labelIds.png"))
                  for n in names]
-    imgs = np.stack([np.asarray(Image.open(a).convert("RGB")) for a, _ in pairs])
-    labs = np.stack([LUT[np.asarray(Image.open(b))] for _, b in pairs])
-    return imgs, labs
+    def size(im: Image.Image) -> tuple[int, int]:
+        return max(int(round(im.width * scale)), 1), max(int(round(im.height * scale)), 1)
+
+    imgs, labs = [], []
+    for a, b in pairs:
+        im, lab = Image.open(a).convert("RGB"), Image.open(b)
+        imgs.append(np.asarray(im.resize(size(im), Image.Resampling.BOX)))
+        labs.append(LUT[np.asarray(lab.resize(size(lab), Image.Resampling.NEAREST))])
+    return np.stack(imgs), np.stack(labs)
 
 
 def fda(src: np.ndarray, trg: np.ndarray, beta: float) -> np.ndarray:
@@ -71,7 +78,7 @@ def fda(src: np.ndarray, trg: np.ndarray, beta: float) -> np.ndarray:
 class TinyFCN(nn.Module):
     """Four 3x3 conv layers (output stride 4, dilations 2 and 4) on RGB plus x/y position channels."""
 
-    def __init__(self, width: int = 48) -> None:
+    def __init__(self, width: int = 32) -> None:
         super().__init__()
 
         def block(i: int, o: int, stride: int = 1, dil: int = 1) -> nn.Sequential:
@@ -134,20 +141,24 @@ def evaluate(model: TinyFCN, imgs: np.ndarray, labs: np.ndarray) -> dict[str, ob
     union = conf.sum(0) + conf.sum(1) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, np.nan)
+    pred_share = conf.sum(0) / max(conf.sum(), 1)
+    top = np.argsort(-pred_share)[:4]
+    log.info("  predicted on val: %s", ", ".join(f"{CLASSES[k]} {pred_share[k]:.2f}" for k in top))
     return {"miou": float(np.nanmean(iou) * 100),
             "iou": {c: (None if np.isnan(v) else round(float(v) * 100, 1)) for c, v in zip(CLASSES, iou, strict=True)}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, help="an existing benchmark folder (default: generate one)")
+    ap.add_argument("--data", type=Path, help="an existing benchmark folder (default: generate one in a temp dir)")
     ap.add_argument("--seed", type=int, default=2021)
     ap.add_argument("--height", type=int, default=128)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--n-source", type=int, default=400)
     ap.add_argument("--n-target-train", type=int, default=300)
     ap.add_argument("--n-target-val", type=int, default=100)
-    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--scale", type=float, default=0.5, help="probe resolution relative to the images")
+    ap.add_argument("--iterations", type=int, default=600)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--beta", type=float, default=0.05, help="FDA window fraction (probe resolution is small)")
     ap.add_argument("--runs", default="source_only,source_fda,oracle")
@@ -163,9 +174,9 @@ def main() -> None:
             root = Path(tmp) / "embedded"
             generate(root, args.seed, args.height, args.width, args.n_source, args.n_target_train, args.n_target_val)
         summary = json.loads((root / "summary.json").read_text())
-        src = load_split(root, "source", "all")
-        trg = load_split(root, "target", "train")
-        val = load_split(root, "target", "val")
+        src = load_split(root, "source", "all", args.scale)
+        trg = load_split(root, "target", "train", args.scale)
+        val = load_split(root, "target", "val", args.scale)
 
     results: dict[str, object] = {}
     for run in args.runs.split(","):

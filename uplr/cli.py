@@ -51,8 +51,42 @@ def cmd_train(args) -> int:
     from uplr.stages import train
 
     cfg = _config(args)
+    extra = {k: Path(v) for k, v in (("class_stats", args.class_stats), ("rank_model", args.rank_model),
+                                     ("pseudo", args.pseudo), ("init_model", args.init_model)) if v}
+    needs = {"sr": ["class_stats"], "tgaa": ["class_stats", "rank_model"], "upst": ["pseudo", "init_model"]}
+    missing = [k for k in needs.get(args.row, []) if k not in extra]
+    if missing:
+        raise UplrError(f"row {args.row!r} needs " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
     train.run(cfg, args.row, args.seed, Path(args.out), Path(args.resume_dir) if args.resume_dir else None,
-              args.stage or f"train_{args.row}")
+              args.stage or f"train_{args.row}", extra)
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from uplr.stages import translate
+
+    translate.run(_config(args), args.stage or "translate", Path(args.manifest) if args.manifest else None)
+    return 0
+
+
+def cmd_class_stats(args) -> int:
+    from uplr.stages import class_stats
+
+    class_stats.run(_config(args), Path(args.out), args.stage or "class_stats")
+    return 0
+
+
+def cmd_pseudo(args) -> int:
+    from uplr.stages import pseudo
+
+    cfg = _config(args)
+    if args.quality:
+        pseudo.run_quality(cfg, Path(args.model), Path(args.quality), args.seed, args.stage or "pseudo_quality")
+    else:
+        if not args.out:
+            raise UplrError("uplr pseudo needs --out (the pseudo-label folder) or --quality FILE")
+        pseudo.run_pseudo(cfg, Path(args.model), Path(args.out), args.seed, args.stage or "pseudo_label",
+                          Path(args.summary) if args.summary else None)
     return 0
 
 
@@ -118,8 +152,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for model.pt and train_log.csv")
     p.add_argument("--resume-dir", default=None, help="folder for the resumable checkpoint")
+    p.add_argument("--class-stats", help="sr, tgaa: the class_stats stage's counts file")
+    p.add_argument("--rank-model", help="tgaa: the model that ranks classes for stage S1 (the sr model)")
+    p.add_argument("--pseudo", help="upst: the pseudo-label folder")
+    p.add_argument("--init-model", help="upst: the model self-training starts from (the tgaa model)")
     _common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="IT: write the target-styled copy of the source set (FDA) or check an external one")
+    p.add_argument("--manifest", help="JSON written beside it: method, size, style image per source image")
+    _common(p)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("class-stats", help="SR/TGAA: per-image class pixel counts of the source set")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    _common(p)
+    p.set_defaults(func=cmd_class_stats)
+
+    p = sub.add_parser("pseudo", help="UPST: write pseudo labels for the target train split, or a quality report")
+    p.add_argument("--model", required=True, help="the model that labels the target (model.pt)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="pseudo-label folder to write (uint8 PNGs, 255 = ignore)")
+    p.add_argument("--summary", help="JSON summary of the pass (kept pixels, fitted GMMs)")
+    p.add_argument("--quality", help="instead: write the precision/coverage report of every method to this JSON")
+    _common(p)
+    p.set_defaults(func=cmd_pseudo)
 
     p = sub.add_parser("evaluate", help="score a model on the target val split, or a folder of predictions")
     p.add_argument("--model", help="model.pt written by `uplr train`")

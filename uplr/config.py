@@ -108,6 +108,51 @@ class AdversarialConfig:
 
 
 @dataclass
+class TranslateConfig:
+    """IT: image translation of the source set into the target style."""
+
+    method: str = "fda"  # fda (built in) | external (a translated copy made elsewhere, e.g. CycleGAN)
+    beta: float = 0.01  # FDA window side = floor(min(H, W) * beta)
+    seed: int = 0  # picks the target style image of each source image
+    out: str = "data/translated/source"  # where the FDA stage writes the translated copy (GTA5/SYNTHIA layout)
+    external_root: str = ""  # method: external: the translated source set, same layout as the source
+
+
+@dataclass
+class ResampleConfig:
+    """SR: soft-balance resampling of source images (the paper gives no values: ours are defaults)."""
+
+    lam: float = 0.5  # λ in p_c = N_c^λ / Σ N^λ · 1/N_c (0.5: per-pixel weight ∝ 1/sqrt(N_c))
+    alpha: float | None = None  # None: auto, the 10-90% spread of p_i spans the sigmoid's slope
+    mu: float | None = None  # None: auto, the mu_quantile of p_i
+    mu_quantile: float = 0.5
+
+
+@dataclass
+class TGAAConfig:
+    """TGAA: resample towards the top-k uncertain target classes, re-ranked over t stages."""
+
+    k: int = 5  # the paper does not give k (its figure shows five classes)
+    stages: int = 3  # t: the training budget is split into t equal stages
+    nan_policy: str = "first"  # classes never predicted on the target rank as most uncertain
+
+
+@dataclass
+class UPSTConfig:
+    """UPST: uncertainty-aware pseudo labels (per-class GMM on entropy) and self-training."""
+
+    method: str = "gmm"  # gmm (UPLR) | threshold | bdl | cbst
+    bins: int = 2048  # entropy / confidence histogram bins (streamed statistics)
+    threshold: float = 0.9
+    bdl_cap: float = 0.9
+    cbst_portion: float = 0.2
+    rounds: int = 1  # pseudo-label + self-training rounds
+    iterations: int = 300  # self-training iterations per round
+    save_confidence: bool = False  # also write float16 confidence maps next to the labels
+    quality_methods: list[str] = field(default_factory=lambda: ["gmm", "threshold", "bdl", "cbst"])
+
+
+@dataclass
 class EvaluateConfig:
     batch_size: int = 4
     checkpoint: str = "last"  # which snapshot is scored and reported: the last one
@@ -128,6 +173,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
+    resample: ResampleConfig = field(default_factory=ResampleConfig)
+    tgaa: TGAAConfig = field(default_factory=TGAAConfig)
+    upst: UPSTConfig = field(default_factory=UPSTConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # where the params file lives; relative paths in the config resolve against it

@@ -196,7 +196,9 @@ def generate(out: Path, seed: int, height: int, width: int, n_source: int, n_tar
             "layout": {d: dataclasses.asdict(v) for d, v in _scenes.LAYOUTS.items()},
             "style": {d: dataclasses.asdict(v) for d, v in _scenes.STYLES.items()},
         }
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        summary = json.loads(text)  # what is returned is exactly what the file says (tuples become lists)
+        (tmp / "summary.json").write_text(text)
         _preview([preview["source"], preview["target"]], tmp / "preview.png")
     log.info("embedded benchmark written to %s", out)
     return summary

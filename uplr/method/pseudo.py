@@ -255,7 +255,7 @@ class BdlSelector(Selector):
     def _fit(self, stats: PixelStats) -> None:
         n = stats.class_counts
         # ascending 0-based index floor(n/2) == descending 1-based rank n - floor(n/2)
-        self.medians = value_at_rank(stats.confidence_hist, n // 2 + 1)
+        self.medians = value_at_rank(stats.confidence_hist, n - n // 2)
         self.thresholds = np.where(np.isnan(self.medians), self.cap, np.minimum(self.medians, self.cap))
 
     def _assign(self, prob: torch.Tensor) -> torch.Tensor:
@@ -371,8 +371,11 @@ def pseudo_label_pass(
     :class:`PixelStats` (summed over ``torchrun`` ranks) and fits the selector; pass 2 writes
     ``<out_dir>/<name>.png`` (uint8, 255 = ignore; "/" in names makes subfolders) and, with
     ``save_confidence``, ``<name>_conf.npy`` (float16 max probability). The folder appears only when
-    complete (atomic); on any error nothing is left. Writing is single-process: under ``torchrun`` call
-    it on one rank, or give each rank its own ``out_dir``.
+    complete (atomic); on any error nothing is left.
+
+    Under ``torchrun`` (process group initialised) pass 1 is collective: every rank must call this, each
+    with its own shard in ``predict`` and its own ``out_dir``; the fit then uses the statistics of all
+    shards, while the files and the returned pixel counts are the rank's own.
     """
     out_dir = Path(out_dir)
     stats: PixelStats | None = None

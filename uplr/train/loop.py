@@ -147,6 +147,7 @@ class Trainer:
         self.step = 0
         self.curve: list[dict[str, float]] = []
         self.window: dict[str, list[float]] = {}  # losses since the last logged step
+        self.extra: dict[str, Any] = {}  # stage-specific state that must survive a resume (e.g. TGAA's S_k)
         state = ckpt.load_resume(resume_dir, self.fingerprint)
         if state is not None:
             self._restore(state)
@@ -172,6 +173,7 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "curve": self.curve,
             "window": self.window,
+            "extra": self.extra,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -186,6 +188,7 @@ class Trainer:
         self.step = state["step"]
         self.curve = list(state["curve"])
         self.window = {k: list(v) for k, v in state["window"].items()}
+        self.extra = state.get("extra", {})
 
     def save_checkpoint(self) -> None:
         if self.dist.rank == 0 and self.resume_dir is not None:
@@ -265,14 +268,17 @@ class Trainer:
         return logs
 
     # -- the loop --------------------------------------------------------------------------------
-    def fit(self) -> None:
+    def fit(self, stop_at: int | None = None) -> None:
+        """Train from the current step up to ``stop_at`` (default: the end), checkpointing on the way."""
         job, cfg = self.job, self.cfg
-        start = self.step
+        start, stop = self.step, job.iterations if stop_at is None else min(stop_at, job.iterations)
+        if start >= stop:
+            return
         self.model.train()
         src = _stream(job.labeled, cfg, job, self.dist, start, 1, job.labeled_weights)
         tgt = _stream(job.target, cfg, job, self.dist, start, 2) if job.target is not None else None
         pse = _stream(job.pseudo, cfg, job, self.dist, start, 3) if job.pseudo is not None else None
-        bar = tqdm(range(start, job.iterations), desc=job.name, disable=self.dist.rank != 0, mininterval=2.0,
+        bar = tqdm(range(start, stop), desc=job.name, disable=self.dist.rank != 0, mininterval=2.0,
                    initial=start, total=job.iterations)
         for _ in bar:
             logs = self.train_step(next(src), next(tgt) if tgt else None, next(pse) if pse else None)
