@@ -8,6 +8,7 @@ from ground truth and predictions (IoU undefined); ``-`` a number the paper does
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -115,4 +116,4 @@ def latex_escape(text: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
     for k, v in _LATEX_UNICODE.items():
         out = out.replace(k, v)
-    return out
+    return re.sub(r"(?<![\w-])-(?=\d)", r"$-$", out)  # a minus sign, not a hyphen

@@ -294,7 +294,7 @@ def figure6_classes(benchmark: str, ref: Reference, frequency: dict[str, float] 
         return (list(ref.figure6.classes[benchmark]), "the classes listed in paper_tables.yaml (figure6.classes)",
                 "selected classes")
     if frequency:
-        present = [c for c in CLASSES_19 if frequency.get(c, 0.0) >= 0]
+        present = [c for c in CLASSES_19 if frequency.get(c, 0.0) > 0]
         chosen = sorted(present, key=lambda c: (frequency[c], CLASSES_19.index(c)))[:k]
         return chosen, (f"the {len(chosen)} classes with the smallest share of labelled pixels in the target val "
                         "ground truth (the generate run's summary.json in MLflow)"), "infrequent classes"
