@@ -143,12 +143,12 @@ TARGET_LAYOUT = Layout(
     terrain_strip=0.45,
 )
 SOURCE_STYLE = Style(
-    hue_deg=12.0, saturation=1.35, gain=(1.08, 1.0, 0.9), bias=8.0, class_offset=18.0, instance_shade=0.12,
+    hue_deg=12.0, saturation=1.35, gain=(1.08, 1.0, 0.9), bias=8.0, class_offset=12.0, instance_shade=0.12,
     texture="cartoon", texture_strength=1.0, blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 1.0),
     brightness=(0.75, 1.2), contrast=(0.9, 1.25), cast=0.1, gradient=0.2, vignette=0.0, offset_key=1,
 )
 TARGET_STYLE = Style(
-    hue_deg=-6.0, saturation=0.7, gain=(0.92, 0.96, 0.95), bias=0.0, class_offset=12.0, instance_shade=0.15,
+    hue_deg=-6.0, saturation=0.85, gain=(0.92, 0.96, 0.95), bias=0.0, class_offset=8.0, instance_shade=0.15,
     texture="natural", texture_strength=1.0, blur_sigma=(0.5, 1.1), noise_sigma=(3.0, 7.0),
     brightness=(0.85, 1.15), contrast=(0.85, 1.05), cast=0.08, gradient=0.25, vignette=0.15, offset_key=2,
 )
