@@ -144,6 +144,11 @@ def evaluate(model: TinyFCN, imgs: np.ndarray, labs: np.ndarray) -> dict[str, ob
     pred_share = conf.sum(0) / max(conf.sum(), 1)
     top = np.argsort(-pred_share)[:4]
     log.info("  predicted on val: %s", ", ".join(f"{CLASSES[k]} {pred_share[k]:.2f}" for k in top))
+    off = conf / max(conf.sum(), 1)
+    np.fill_diagonal(off, 0)
+    worst = np.dstack(np.unravel_index(np.argsort(-off, axis=None)[:5], off.shape))[0]
+    log.info("  top confusions (gt->pred, share of pixels): %s",
+             ", ".join(f"{CLASSES[a]}->{CLASSES[b]} {off[a, b]:.3f}" for a, b in worst))
     return {"miou": float(np.nanmean(iou) * 100),
             "iou": {c: (None if np.isnan(v) else round(float(v) * 100, 1)) for c, v in zip(CLASSES, iou, strict=True)}}
 
@@ -162,6 +167,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--beta", type=float, default=0.05, help="FDA window fraction (probe resolution is small)")
     ap.add_argument("--runs", default="source_only,source_fda,oracle")
+    ap.add_argument("--train-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -183,11 +189,11 @@ def main() -> None:
         t = time.time()
         log.info("training %s", run)
         if run == "source_only":
-            model = train(*src, args.iterations, args.batch, 0)
+            model = train(*src, args.iterations, args.batch, args.train_seed)
         elif run == "source_fda":
-            model = train(*src, args.iterations, args.batch, 0, style_pool=trg[0], beta=args.beta)
+            model = train(*src, args.iterations, args.batch, args.train_seed, style_pool=trg[0], beta=args.beta)
         elif run == "oracle":
-            model = train(*trg, args.iterations, args.batch, 0)
+            model = train(*trg, args.iterations, args.batch, args.train_seed)
         else:
             raise SystemExit(f"unknown run {run!r}")
         results[run] = evaluate(model, *val)

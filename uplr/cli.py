@@ -123,7 +123,15 @@ def _print_scores(result: dict) -> None:
 def cmd_tables(args) -> int:
     from uplr.report import tables
 
-    tables.run(Path(args.out), experiments=args.experiment or None)
+    if not args.stage:  # `make tables`: a plain rebuild
+        tables.run(Path(args.out), experiments=args.experiment or None)
+        return 0
+    from uplr.track.mlflow_run import stage_run
+
+    # as a DVC stage it is an MLflow run too (experiment uplr-reports), with the reports as artifacts
+    with stage_run("uplr-reports", args.stage, "tables", [], {"kind": "tables"}) as mlrun:
+        tables.run(Path(args.out), experiments=args.experiment or None)
+        mlrun.log_artifact(Path(args.out), "reports")
     return 0
 
 

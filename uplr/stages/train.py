@@ -146,6 +146,35 @@ def run_tgaa(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any],
     return history
 
 
+def run_later_rounds(cfg: Config, trainer: Trainer, job: TrainJob, dist, mlrun, out: Path,
+                     resume_dir: Path | None) -> Trainer:
+    """UPST rounds 2..R: pseudo-label the target with the current model, self-train again from it.
+
+    Round 1's pseudo labels are the ``pseudo_label`` stage's output; later rounds' labels are written to
+    ``<out>/later_rounds/round<r>`` (one DVC output holding one folder per round; empty for one round).
+    """
+    from uplr.data.pseudo_labeled import PseudoLabeled
+    from uplr.stages.pseudo import write_pseudo_labels
+
+    later = out / "later_rounds"
+    later.mkdir(parents=True, exist_ok=True)
+    for r in range(2, cfg.upst.rounds + 1):
+        prev = out / f"later_rounds/round{r - 1}_model.pt"
+        trainer.write_outputs(prev, None, {"row": "upst", "round": r - 1})
+        pseudo_dir = later / f"round{r}"
+        if not pseudo_dir.is_dir():
+            trainer.model.eval()
+            write_pseudo_labels(cfg, trainer.model, trainer.device, pseudo_dir)
+        next_job = TrainJob(f"upst_round{r}", job.seed, cfg.upst.iterations, labeled=job.labeled,
+                            pseudo=PseudoLabeled(common.target_train(cfg), pseudo_dir), init_model=prev,
+                            fingerprint_extra={"round": r})
+        trainer = Trainer(cfg, next_job, dist, run=mlrun,
+                          resume_dir=None if resume_dir is None else Path(resume_dir) / f"round{r}")
+        trainer.fit()
+        log.info("UPST round %d done", r)
+    return trainer
+
+
 def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, stage: str,
         args: dict[str, Any] | None = None) -> None:
     if row not in ROWS:
@@ -166,6 +195,8 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
                 write_json(out / "tgaa_stages.json", [{k: v for k, v in h.items() if k != "weights"} for h in history])
         else:
             trainer.fit()
+        if row == "upst":
+            trainer = run_later_rounds(cfg, trainer, job, dist, mlrun, out, resume_dir)
         meta = {"row": row, "seed": seed, "benchmark": cfg.benchmark, "trunk": cfg.model.trunk}
         trainer.write_outputs(out / "model.pt", out / "train_log.csv", meta)
         mlrun.log_artifact(out / "train_log.csv")
