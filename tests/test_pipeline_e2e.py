@@ -111,6 +111,11 @@ def test_tables_come_from_mlflow(ablation):
     assert f"{100 * so['miou']['19']:.1f}" in line
     for label in ("+AA", "+IT", "+SR", "+TGAA", "+UPST", "Oracle"):
         assert any(row.startswith(f"| {label}") for row in md.splitlines()), label
+    # the pseudo-label quality report and Figure 6 are drawn from MLflow too
+    assert (root / "reports/pseudo_quality_embedded.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    quality = (root / "reports/pseudo_quality_embedded.md").read_text()
+    assert "GMM on entropy (UPLR)" in quality and "BDL" in quality and "CBST" in quality
+    assert (root / "reports/figure6_embedded.png").exists()
 
 
 def test_second_repro_does_nothing(ablation):

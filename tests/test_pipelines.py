@@ -335,6 +335,7 @@ def cross_city(project):
     return root, env, first, second
 
 
+@pytest.mark.slow
 def test_cross_city_end_to_end(cross_city):
     root, env, first, second = cross_city
     here = root / "pipelines/cityscapes_nthu"
@@ -369,6 +370,7 @@ def test_cross_city_end_to_end(cross_city):
     assert dep["md5"] == _md5(root, "weights/init_r18.pth.dvc")
 
 
+@pytest.mark.slow
 def test_gta5_cityscapes_it_and_oracle(project, cross_city):
     root, env = project
     dvcfile = "pipelines/gta5_cityscapes/dvc.yaml"
@@ -391,6 +393,7 @@ def test_gta5_cityscapes_it_and_oracle(project, cross_city):
     assert stages["train_it@0"].data.tags["uplr.input.pipelines/gta5_cityscapes/data/translated/source"] == translated
 
 
+@pytest.mark.slow
 def test_synthia_cityscapes_through_make(project, cross_city):
     root, env = project
     proc = _make("-o", ".venv/.uplr-setup", "reproduce", "BENCHMARK=synthia_cityscapes",
@@ -406,6 +409,7 @@ def test_synthia_cityscapes_through_make(project, cross_city):
     assert (ev["uplr.row"], ev["uplr.benchmark"], ev["uplr.city"]) == ("source_only", "synthia_cityscapes", "")
 
 
+@pytest.mark.slow
 def test_data_check_on_the_fakes(project, capsys):
     root, _ = project
     assert P.data_check(P.benchmark("cityscapes_nthu"), root, full=True)

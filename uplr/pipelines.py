@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES_DIR = "pipelines"
 CITIES_FILE = "cities.yaml"
-"""Cross-City's city axis: a DVC vars file beside its dvc.yaml (``cities: [Rio, Rome, Taipei, Tokyo]``).
+"""Cross-City's city axis: a DVC vars file beside its dvc.yaml (``cities: [Rome, Rio, Tokyo, Taipei]``).
 
 It is not in params.yaml because the typed config (uplr/config.py) has no ``cities`` key; each stage
 gets its city on the command line (``-o data.target.city=<City>``)."""
@@ -435,18 +434,32 @@ def stale(root: Path = REPO) -> list[Path]:
     return out
 
 
-def write_all(root: Path = REPO, write: Callable[[Path, str], None] | None = None) -> list[Path]:
-    """(Re)write every dvc.yaml under ``root``; returns the files whose content changed."""
-    from uplr.io import write_text
+def _write(path: Path, text: str) -> None:
+    """Atomic write that keeps the file's mode (a new file gets 0666 minus the umask, like an editor's)."""
+    import os
 
-    write = write or write_text
+    from uplr.io import atomic_path
+
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+        tmp.chmod(mode)
+
+
+def write_all(root: Path = REPO) -> list[Path]:
+    """(Re)write every dvc.yaml under ``root``; returns the files whose content changed."""
     changed = []
     for b in BENCHMARKS.values():
         path = dvc_yaml_path(b, root)
         text = render(b)
         if not path.is_file() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path, text)
+            _write(path, text)
             changed.append(path)
     return changed
 

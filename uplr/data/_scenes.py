@@ -143,7 +143,7 @@ TARGET_LAYOUT = Layout(
     terrain_strip=0.45,
 )
 SOURCE_STYLE = Style(
-    hue_deg=12.0, saturation=1.35, gain=(1.08, 1.0, 0.9), bias=8.0, class_offset=12.0, instance_shade=0.12,
+    hue_deg=10.0, saturation=1.25, gain=(1.08, 1.0, 0.9), bias=8.0, class_offset=8.0, instance_shade=0.12,
     texture="cartoon", texture_strength=1.0, blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 1.0),
     brightness=(0.75, 1.2), contrast=(0.9, 1.25), cast=0.1, gradient=0.2, vignette=0.0, offset_key=1,
 )
@@ -569,7 +569,7 @@ def _texture(scene: Scene, rng: np.random.Generator, style: Style) -> np.ndarray
         np.copyto(t, np.asarray(value, np.float32), where=lab == lid(name), casting="unsafe")
 
     if style.texture == "cartoon":
-        put("building", 0.45 * windows - 0.1)
+        put("building", 0.08 - 0.4 * windows)
         put("sidewalk", 0.12 * ((np.floor(su / 1.0) + np.floor(sv / 1.0)) % 2) - 0.06)
         put("vegetation", 0.3 * (np.mod((xx + yy) / (4 * px), 1.0) < 0.5) - 0.15)
         put("terrain", 0.25 * (np.mod(yy / (3 * px), 1.0) < 0.5) - 0.12)

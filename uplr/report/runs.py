@@ -180,3 +180,27 @@ def class_pixel_fraction(benchmark: str, experiments: list[str] | None = None, u
         log.warning("no class frequencies for %s from generate run %s (%s: %s)", benchmark,
                     newest.info.run_id, exc.__class__.__name__, str(exc)[:200])
         return None
+
+
+def pseudo_quality_runs(experiments: list[str] | None = None, uri: str | None = None) -> pd.DataFrame:
+    """One row per finished ``pseudo_quality`` run (newest per benchmark and seed): per method and class,
+    the precision of kept pixels and their coverage (metrics ``quality/<method>/<key>/<class>``)."""
+    client = _client(uri)
+    rows = []
+    for r in _search(client, _experiments(client, experiments),
+                     f"tags.`{TAG}kind` = 'pseudo_quality' and attributes.status = 'FINISHED'"):
+        t = r.data.tags
+        for key, value in r.data.metrics.items():
+            parts = key.split("/")
+            if parts[0] != "quality":
+                continue
+            method, metric = parts[1], parts[2]
+            cls = parts[3] if len(parts) > 3 else ""
+            rows.append({"benchmark": t.get(f"{TAG}benchmark", ""), "seed": int(t.get(f"{TAG}seed", 0)),
+                         "run_id": r.info.run_id, "start_time": r.info.start_time, "method": method,
+                         "metric": metric, "class": cls, "value": float(value)})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    newest = df.groupby(["benchmark", "seed"])["start_time"].transform("max")
+    return df[df["start_time"] == newest].sort_values(["benchmark", "method", "metric", "class", "seed"])

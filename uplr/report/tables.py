@@ -43,7 +43,7 @@ VALUE_COLUMNS = [*CLASSES_19, *MIOU_COLUMNS]
 MIOU19 = "miou/19"
 EMBEDDED = "embedded"
 # files whose number depends on the runs (one per benchmark with data); stale ones are removed
-_VARIABLE_PREFIXES = ("figure6_", "table3_")
+_VARIABLE_PREFIXES = ("figure6_", "table3_", "pseudo_quality_")
 
 CONVENTIONS = (
     "Cells: `mean ± std` is our mean over seeds with the sample standard deviation (n-1; no ± for one "
@@ -418,6 +418,11 @@ def run(out: Path, experiments: list[str] | None = None, reference: Path | None 
     ref = load_reference(reference)
     runs = evaluation_runs(experiments)
     tables, figs = build(runs, ref, lambda bench: class_pixel_fraction(bench, experiments))
+    from uplr.report.quality import quality_outputs
+    from uplr.report.runs import pseudo_quality_runs
+
+    q_tables, q_figs = quality_outputs(pseudo_quality_runs(experiments))
+    tables, figs = tables + q_tables, figs + q_figs
     written = write(Path(out), tables, figs, index(tables, figs, runs, ref))
     if echo:
         print("\n".join(t.markdown() for t in tables))  # the command's output, not a log message
