@@ -81,7 +81,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 400
+    iterations: int = 400  # training stops here (the reported snapshot is the last one)
+    schedule_iterations: int = 0  # length of the poly schedule; 0 = iterations (peers: 250k, stopped at 120k)
     batch_size: int = 4
     lr: float = 2.5e-4
     momentum: float = 0.9

@@ -195,7 +195,7 @@ def _class_stats(c: _Ctx) -> dict[str, Any]:
     }
 
 
-_TRAIN_CODE = ("uplr/train", "uplr/model", "uplr/data/datasets.py", "uplr/stages/train.py")
+_TRAIN_CODE = ("uplr/train", "uplr/model", "uplr/data", "uplr/stages/train.py")
 # what each row reads beyond its data (the DVC params; uplr/stages/train.py logs the same sections)
 _TRAIN_PARAMS = {
     "source_only": ["data.source", "data.num_workers", "model", "train", "tracking"],
@@ -238,6 +238,8 @@ def _train(c: _Ctx, row: str) -> dict[str, Any]:
     outs: list[Any] = [f"{run}/model.pt", {f"{run}/resume": {"cache": False, "persist": True}}]
     if row == "tgaa":
         outs.append({f"{run}/tgaa_stages.json": {"cache": False}})
+    if row == "upst":  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
+        outs.append(f"{run}/later_rounds")
     return lp.wrap({
         "cmd": c.cmd(args, lp, f"train_{row}", translated),
         "deps": [*data, *(c.code(p) for p in _TRAIN_CODE), c.image()],
@@ -510,13 +512,13 @@ def data_splits(b: Benchmark, root: Path = REPO) -> list[DataSplit]:
     cfg = load_config(folder / "params.yaml")
 
     def split(s: str) -> str:
-        return str(cfg.path(s)) if is_list_path(s) else s
+        return str(cfg.path(s).resolve()) if is_list_path(s) else s
 
     s, t = cfg.data.source, cfg.data.target
-    out = [DataSplit(s.dataset, cfg.path(s.root), split(s.split), s.city, s.strict)]
+    out = [DataSplit(s.dataset, cfg.path(s.root).resolve(), split(s.split), s.city, s.strict)]
     for city in read_cities(folder) if b.cities else [t.city]:
         for sp in (t.split, t.val_split):
-            out.append(DataSplit(t.dataset, cfg.path(t.root), split(sp), city, t.strict))
+            out.append(DataSplit(t.dataset, cfg.path(t.root).resolve(), split(sp), city, t.strict))
     return list(dict.fromkeys(out))
 
 
@@ -527,6 +529,9 @@ def data_check(b: Benchmark, root: Path = REPO, full: bool = True) -> bool:
     ok = True
     for ds in data_splits(b, root):
         print(f"$ {ds.command(root)}")
+        if not ds.root.is_dir():
+            raise UplrError(f"{ds.root}: dataset folder not found; put the {ds.dataset} dataset there and "
+                            f"`dvc add` it (docs/real-data.md)")
         report = check_dataset(ds.dataset, ds.root, ds.split, city=ds.city, strict=ds.strict, full=full)
         print(report.format())
         ok = ok and report.ok

@@ -23,7 +23,7 @@ from cityscapesscripts.helpers.labels import name2label
 
 CAMERA_HEIGHT = 1.5  # metres
 Z_NEAR = 0.5  # metres: facades start here
-ZERO_STYLE_KEY = 7919  # fixed key of the per-class colour offsets: the gap is a property of the benchmark
+OFFSET_ENTROPY = 7919  # fixed key of the per-class colour offsets: the gap is a property of the benchmark
 
 
 def lid(name: str) -> int:
@@ -539,7 +539,7 @@ def colour_matrix(hue_deg: float, saturation: float, gain: tuple[float, float, f
 @functools.cache
 def class_offsets(style: Style) -> np.ndarray:
     """Fixed per-labelId RGB offsets of a style (the same for every seed: part of the benchmark)."""
-    rng = np.random.default_rng(np.random.SeedSequence(ZERO_STYLE_KEY, spawn_key=(style.offset_key,)))
+    rng = np.random.default_rng(np.random.SeedSequence(OFFSET_ENTROPY, spawn_key=(style.offset_key,)))
     off = rng.uniform(-1.0, 1.0, (256, 3)).astype(np.float32) * style.class_offset
     off.setflags(write=False)
     return off

@@ -15,7 +15,10 @@ Output (written atomically; a failed run leaves nothing)::
     <out>/target/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     <out>/target/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   (gray, labelId)
     <out>/target/{train,val}.txt             <city>/<city>_000000_000019_leftImg8bit.png ...
-    <out>/summary.json                       per domain/split: image count, class pixel/image frequency
+    <out>/summary.json                       per domain/split ("source/all", "target/train", "target/val"):
+                                             images, pixels, void_fraction, class_pixel_fraction (share
+                                             of the labelled pixels), class_image_fraction (share of the
+                                             images that contain the class); and the Layout/Style data
     <out>/preview.png                        a few images of each domain beside their colourised labels
 
 Every image has its own random generator, seeded from (seed, domain, split, index), so an image does not
@@ -53,8 +56,9 @@ _ID_TO_TRAIN = np.full(256, 255, np.uint8)
 for _lab in _TRAIN:
     _ID_TO_TRAIN[_lab.id] = _lab.trainId
 MAX_LABEL_ID = max(lab.id for lab in CS_LABELS)
-PALETTE: list[int] = [c for i in range(MAX_LABEL_ID + 1) for c in next(lab.color for lab in CS_LABELS if lab.id == i)]
-"""Cityscapes colour of each labelId 0..33, flattened (the GTA5 label palette)."""
+_ID_COLOUR = {lab.id: lab.color for lab in CS_LABELS}
+PALETTE: list[int] = [c for i in [*range(MAX_LABEL_ID + 1), -1] for c in _ID_COLOUR[i]]
+"""The GTA5 label palette, flattened: the Cityscapes colour of labelIds 0..33, then (index 34) license plate's."""
 
 
 def image_rng(seed: int, domain: str, split: str, index: int) -> np.random.Generator:
@@ -84,7 +88,7 @@ def target_stem(split: str, index: int) -> str:
 
 def _check(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UplrError(f"generate.{name} must be an integer >= {minimum}, got {value!r}; fix it in params.yaml")
+        raise UplrError(f"generate.{name} must be an integer >= {minimum}, got {value!r}; fix it in the generate section of params.yaml")
 
 
 def _save_png(arr: np.ndarray, path: Path, mode: str) -> None:
@@ -112,11 +116,11 @@ class _Stats:
         c = np.bincount(labels.ravel(), minlength=256)
         self.images += 1
         self.counts += c
-        per_class = np.bincount(_ID_TO_TRAIN[np.arange(256)], weights=c, minlength=256)[: len(CLASSES)]
+        per_class = np.bincount(_ID_TO_TRAIN, weights=c, minlength=256)[: len(CLASSES)]
         self.present += per_class > 0
 
     def summary(self) -> dict[str, Any]:
-        per_class = np.bincount(_ID_TO_TRAIN[np.arange(256)], weights=self.counts, minlength=256)[: len(CLASSES)]
+        per_class = np.bincount(_ID_TO_TRAIN, weights=self.counts, minlength=256)[: len(CLASSES)]
         total = int(self.counts.sum())
         valid = float(per_class.sum())
         return {
@@ -133,7 +137,7 @@ class _Stats:
 def colorize_label_ids(ids: np.ndarray) -> np.ndarray:
     """HxW labelIds -> HxWx3 Cityscapes colours (ids outside 0..33 black)."""
     lut = np.zeros((256, 3), np.uint8)
-    lut[: MAX_LABEL_ID + 1] = np.asarray(PALETTE, np.uint8).reshape(-1, 3)
+    lut[: MAX_LABEL_ID + 1] = np.asarray(PALETTE, np.uint8).reshape(-1, 3)[: MAX_LABEL_ID + 1]
     return lut[ids]
 
 

@@ -182,6 +182,8 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
     args = args or {}
     dist = init_distributed(cfg.train.device)
     job, inputs = build_job(cfg, row, seed, args)
+    if job.init_model is None and cfg.model.init != "scratch":
+        inputs = [*inputs, cfg.path(cfg.model.init)]  # the init weights' hash enters the lineage too
     params = flatten({s: to_dict(getattr(cfg, s)) for s in ROW_SECTIONS[row]})
     params.update({"seed": seed, "row": row, **{f"input.{k}": str(v) for k, v in args.items()}})
     tags = {"kind": "train", "row": row, "seed": seed, "benchmark": cfg.benchmark, "device": str(dist.device),

@@ -3,13 +3,15 @@
 ``translate.method: fda`` writes FDA-translated images (uplr/method/fda.py) under ``translate.out`` with
 the labels copied beside them, so the copy loads with the same loader and split list as the source.
 ``translate.method: external`` accepts a set translated elsewhere (e.g. BDL's CycleGAN output) at
-``translate.external_root``: the stage validates it against the source list and records its size; put
-that folder under DVC (``dvc add``) so its hash enters the lineage.
+``translate.external_root``: the stage validates it against the source list (the loader checks every
+listed frame) and links (or copies) it into ``translate.out``, so the rest of the pipeline reads one
+place either way; put that folder under DVC (``dvc add``) so its hash enters the lineage.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -23,20 +25,30 @@ log = logging.getLogger(__name__)
 
 
 def translated_root(cfg: Config) -> Path:
-    t = cfg.translate
-    if t.method == "fda":
-        return cfg.path(t.out)
-    if t.method == "external":
-        if not t.external_root:
-            raise UplrError("translate.method is 'external' but translate.external_root is empty; set it to the "
-                            "folder of the translated source set (same layout as the source)")
-        return cfg.path(t.external_root)
-    raise UplrError(f"translate.method must be 'fda' or 'external', got {t.method!r}")
+    """Where the training rows read the translated source set (the translate stage's output)."""
+    if cfg.translate.method not in ("fda", "external"):
+        raise UplrError(f"translate.method must be 'fda' or 'external', got {cfg.translate.method!r}")
+    return cfg.path(cfg.translate.out)
+
+
+def external_root(cfg: Config) -> Path:
+    if not cfg.translate.external_root:
+        raise UplrError("translate.method is 'external' but translate.external_root is empty; set it to the "
+                        "folder of the translated source set (same layout and file names as the source)")
+    return cfg.path(cfg.translate.external_root)
 
 
 def translated_source(cfg: Config):
     """The translated source set, read with the source's loader and split list."""
     return common.source_train(cfg, root=str(translated_root(cfg)))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def run(cfg: Config, stage: str = "translate", manifest: Path | None = None) -> None:
@@ -49,8 +61,12 @@ def run(cfg: Config, stage: str = "translate", manifest: Path | None = None) -> 
     with stage_run(cfg.tracking.experiment, stage, f"translate/{t.method}", inputs, tags,
                    flatten({"translate": to_dict(t)})) as mlrun:
         if t.method == "external":
-            ext = translated_source(cfg)  # the loader validates every listed frame
-            info = {"method": "external", "root": str(translated_root(cfg)), "n_images": len(ext)}
+            ext = common.source_train(cfg, root=str(external_root(cfg)))  # validates every listed frame
+            with atomic_dir(translated_root(cfg)) as tmp:
+                for i in range(len(ext)):
+                    for path in (ext.image_path(i), ext.label_path(i)):
+                        _link_or_copy(path, tmp / path.relative_to(ext.root))
+            info = {"method": "external", "root": str(external_root(cfg)), "n_images": len(ext)}
         else:
             trg = common.dataset(cfg, cfg.data.target, label_size="native")
             out = translated_root(cfg)

@@ -46,20 +46,36 @@ def git_commit(root: Path) -> tuple[str, bool]:
         return "unknown", False
 
 
+def _dvc_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(dvc.lock files, *.dvc files) of the repository, from git's index (not ignored), not a tree walk:
+    datasets and DVC's cache can hold hundreds of thousands of files."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "--", "dvc.lock", "*/dvc.lock", "*.dvc"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.split("\n")
+        paths = [root / p for p in listed if p]
+    except (OSError, subprocess.CalledProcessError):  # not a git work tree: walk, pruning heavy folders
+        paths = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d not in (".git", ".dvc", ".venv", "data", "datasets")]
+            paths += [Path(dirpath) / f for f in filenames if f == "dvc.lock" or f.endswith(".dvc")]
+    locks = [p for p in paths if p.name == "dvc.lock" and p.is_file()]
+    dvcs = [p for p in paths if p.suffix == ".dvc" and p.is_file()]
+    return locks, dvcs
+
+
 def _dvc_tracked_hashes(root: Path) -> dict[Path, str]:
     """Every path DVC has a hash for, resolved to an absolute path -> md5."""
     found: dict[Path, str] = {}
-    for lock in root.rglob("dvc.lock"):
-        if ".dvc" in lock.parts or ".venv" in lock.parts:
-            continue
+    locks, dvcs = _dvc_files(root)
+    for lock in locks:
         data = yaml.safe_load(lock.read_text()) or {}
         for stage in (data.get("stages") or {}).values():
             for out in stage.get("outs", []) or []:
                 if "md5" in out:
                     found[(lock.parent / out["path"]).resolve()] = out["md5"]
-    for dvcfile in root.rglob("*.dvc"):
-        if dvcfile.is_dir() or ".venv" in dvcfile.parts:
-            continue
+    for dvcfile in dvcs:
         data = yaml.safe_load(dvcfile.read_text()) or {}
         for out in data.get("outs", []) or []:
             if "md5" in out:

@@ -126,8 +126,8 @@ class Trainer:
         t = cfg.train
         self.opt = torch.optim.SGD(self.model.param_groups(t.lr, t.head_lr_mult), lr=t.lr, momentum=t.momentum,
                                    weight_decay=t.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: poly_factor(s, job.iterations, t.poly_power))
+        horizon = t.schedule_iterations or job.iterations
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: poly_factor(s, horizon, t.poly_power))
         self.discs: dict[str, torch.nn.Module] = {}
         self.d_opts: dict[str, torch.optim.Optimizer] = {}
         if job.adversarial:
@@ -140,7 +140,7 @@ class Trainer:
                 self.discs[lv] = d
                 self.d_opts[lv] = torch.optim.Adam(d.parameters(), lr=a.d_lr, betas=tuple(a.d_betas))
             self.d_scheds = {
-                lv: torch.optim.lr_scheduler.LambdaLR(o, lambda s: poly_factor(s, job.iterations, t.poly_power))
+                lv: torch.optim.lr_scheduler.LambdaLR(o, lambda s: poly_factor(s, horizon, t.poly_power))
                 for lv, o in self.d_opts.items()
             }
         self.fingerprint = _fingerprint(cfg, job)
