@@ -21,6 +21,7 @@ from fakes import (
     write_synthia_label,
 )
 from PIL import Image, ImageFile
+from spec_tables import NTHU_LABELIDS, SPEC_SYNTHIA
 
 from uplr.data.datasets import (
     GTA5,
@@ -43,28 +44,6 @@ CS_STEM = "frankfurt_000000_000294"
 GTA_NAME = "00100370.png"
 
 # independent label mappings (spec tables / cityscapesscripts), not the loader's LUTs
-SPEC_SYNTHIA = {
-    3: 0,
-    4: 1,
-    2: 2,
-    21: 3,
-    5: 4,
-    7: 5,
-    15: 6,
-    9: 7,
-    6: 8,
-    16: 9,
-    1: 10,
-    10: 11,
-    17: 12,
-    8: 13,
-    18: 14,
-    19: 15,
-    20: 16,
-    12: 17,
-    11: 18,
-}
-NTHU_LABELIDS = {7, 8, 11, 19, 20, 21, 23, 24, 25, 26, 28, 32, 33}
 
 
 def cs_map(ids: np.ndarray) -> np.ndarray:

@@ -148,7 +148,7 @@ SOURCE_STYLE = Style(
     brightness=(0.75, 1.2), contrast=(0.9, 1.25), cast=0.1, gradient=0.2, vignette=0.0, offset_key=1,
 )
 TARGET_STYLE = Style(
-    hue_deg=-6.0, saturation=0.85, gain=(0.92, 0.96, 0.95), bias=0.0, class_offset=8.0, instance_shade=0.15,
+    hue_deg=-6.0, saturation=0.95, gain=(0.92, 0.96, 0.95), bias=0.0, class_offset=8.0, instance_shade=0.15,
     texture="natural", texture_strength=1.0, blur_sigma=(0.5, 1.1), noise_sigma=(3.0, 7.0),
     brightness=(0.85, 1.15), contrast=(0.85, 1.05), cast=0.08, gradient=0.25, vignette=0.15, offset_key=2,
 )
@@ -382,11 +382,11 @@ def _objects(rng: np.random.Generator, lay: Layout, g: _Geometry, cv: _Canvas) -
         add(float(rng.uniform(4.0, 40.0)), _person, g.lane_x(rng) if crossing else g.walk_x(rng), "person", 0.0)
     for _ in range(rng.poisson(lay.riders)):
         moto = rng.random() < lay.rider_on_motorcycle
-        add(float(rng.uniform(5.0, 40.0)), _two_wheeler, g.edge_x(rng), moto, True)
+        add(float(rng.uniform(4.0, 25.0)), _two_wheeler, g.edge_x(rng), moto, True)
     for _ in range(rng.poisson(lay.parked_bicycles)):
-        add(float(rng.uniform(4.0, 35.0)), _two_wheeler, g.walk_x(rng), False, False)
+        add(float(rng.uniform(4.0, 22.0)), _two_wheeler, g.walk_x(rng), False, False)
     for _ in range(rng.poisson(lay.parked_motorcycles)):
-        add(float(rng.uniform(4.0, 35.0)), _two_wheeler, g.edge_x(rng), True, False)
+        add(float(rng.uniform(4.0, 22.0)), _two_wheeler, g.edge_x(rng), True, False)
     for _ in range(rng.poisson(lay.poles)):
         side = -1.0 if rng.random() < 0.5 else 1.0
         x = g.road_c + side * (g.road_half + 0.4)
@@ -485,7 +485,7 @@ def _pole(cv: _Canvas, rng: np.random.Generator, x: float, side: float, light: b
         if rng.random() < 0.4:  # on an arm over the road
             lx = x - side * float(rng.uniform(1.5, 3.5))
             cv.rect(pole, min(lx, x), max(lx, x), h - 0.15, h, z)
-        cv.rect(lamp, lx - 0.2, lx + 0.2, h - 1.0, h, z)
+        cv.rect(lamp, lx - 0.25, lx + 0.25, h - 1.2, h, z)
         cv.ellipse(bulb, lx, h - 0.3, 0.1, 0.1, z)
     if sign:
         plate = cv.new("traffic sign", _pick(rng, SIGN_COLOURS))
