@@ -53,8 +53,6 @@ SPEC_NAMES = (
     "motorcycle",
     "bicycle",
 )
-# LABEL_ENCODINGS.md, SYNTHIA "id->Cityscapes trainId"
-# LABEL_ENCODINGS.md, NTHU: labelId -> 13-class id, and the equivalent Cityscapes trainIds
 
 
 def test_labelid_lut_matches_spec_table():
