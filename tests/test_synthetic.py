@@ -17,7 +17,9 @@ from uplr.errors import UplrError
 
 # independent of the module under test: straight from cityscapesscripts
 VALID_IDS = {lab.id for lab in CS_LABELS if lab.id >= 0}
-TRAIN_NAMES = [lab.name for lab in sorted((lab for lab in CS_LABELS if 0 <= lab.trainId < 19), key=lambda x: x.trainId)]
+TRAIN_NAMES = [
+    lab.name for lab in sorted((lab for lab in CS_LABELS if 0 <= lab.trainId < 19), key=lambda x: x.trainId)
+]
 ID_TO_TRAIN = np.full(256, 255, np.int64)
 for _lab in CS_LABELS:
     if 0 <= _lab.trainId < 19:
@@ -33,7 +35,9 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tiny") / "embedded"
-    summary = synthetic.generate(out, seed=3, height=32, width=64, n_source=4, n_target_train=5, n_target_val=3)
+    summary = synthetic.generate(
+        out, seed=3, height=32, width=64, n_source=4, n_target_train=5, n_target_val=3
+    )
     return out, summary
 
 
@@ -54,10 +58,14 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_target(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     names = (path / "target" / f"{split}.txt").read_text().split()
     imgs = np.stack([np.asarray(Image.open(path / "target" / "leftImg8bit" / split / n)) for n in names])
-    labs = np.stack([
-        np.asarray(Image.open(path / "target" / "gtFine" / split / n.replace("_leftImg8bit", "_gtFine_labelIds")))
-        for n in names
-    ])
+    labs = np.stack(
+        [
+            np.asarray(
+                Image.open(path / "target" / "gtFine" / split / n.replace("_leftImg8bit", "_gtFine_labelIds"))
+            )
+            for n in names
+        ]
+    )
     return imgs, labs
 
 
@@ -96,8 +104,10 @@ def test_target_is_cityscapes_format(tiny: tuple[Path, dict]) -> None:
     for split, n in (("train", 5), ("val", 3)):
         lines = (out / "target" / f"{split}.txt").read_text().splitlines()
         assert len(lines) == n and lines == sorted(lines)
-        on_disk = sorted(str(p.relative_to(out / "target" / "leftImg8bit" / split))
-                         for p in (out / "target" / "leftImg8bit" / split).rglob("*.png"))
+        on_disk = sorted(
+            str(p.relative_to(out / "target" / "leftImg8bit" / split))
+            for p in (out / "target" / "leftImg8bit" / split).rglob("*.png")
+        )
         assert on_disk == lines
         cities[split] = set()
         for line in lines:
@@ -105,7 +115,9 @@ def test_target_is_cityscapes_format(tiny: tuple[Path, dict]) -> None:
             assert m, line
             cities[split].add(m.group(1))
             img = Image.open(out / "target" / "leftImg8bit" / split / line)
-            lab = Image.open(out / "target" / "gtFine" / split / line.replace("_leftImg8bit.png", "_gtFine_labelIds.png"))
+            lab = Image.open(
+                out / "target" / "gtFine" / split / line.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+            )
             assert img.mode == "RGB" and lab.mode == "L"
             assert img.size == lab.size == (64, 32)
             assert set(np.unique(np.asarray(lab)).tolist()) <= VALID_IDS
@@ -144,9 +156,13 @@ def test_has_void_pixels_with_ignored_ids(stats_run: Path) -> None:
 
 def test_bad_parameters_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UplrError, match="generate.height"):
-        synthetic.generate(tmp_path / "x", seed=0, height=4, width=64, n_source=1, n_target_train=1, n_target_val=1)
+        synthetic.generate(
+            tmp_path / "x", seed=0, height=4, width=64, n_source=1, n_target_train=1, n_target_val=1
+        )
     with pytest.raises(UplrError, match="generate.n_target_val"):
-        synthetic.generate(tmp_path / "x", seed=0, height=32, width=64, n_source=1, n_target_train=1, n_target_val=0)
+        synthetic.generate(
+            tmp_path / "x", seed=0, height=32, width=64, n_source=1, n_target_train=1, n_target_val=0
+        )
     assert not (tmp_path / "x").exists()
 
 
@@ -154,7 +170,9 @@ def test_bad_parameters_are_user_errors(tmp_path: Path) -> None:
 # determinism
 
 
-def test_same_seed_same_bytes_different_seed_different_images(tiny: tuple[Path, dict], tmp_path: Path) -> None:
+def test_same_seed_same_bytes_different_seed_different_images(
+    tiny: tuple[Path, dict], tmp_path: Path
+) -> None:
     out, _ = tiny
     again = tmp_path / "again"
     synthetic.generate(again, seed=3, height=32, width=64, n_source=4, n_target_train=5, n_target_val=3)
@@ -188,7 +206,10 @@ def test_every_class_appears_and_rare_classes_are_rare(stats_run: Path) -> None:
     _, tlabs = _read_target(stats_run, "train")
     for labs in (slabs, tlabs):
         freq = _class_freq(labs)
-        rare = [TRAIN_NAMES.index(n) for n in ("train", "motorcycle", "rider", "bus", "traffic light", "traffic sign")]
+        rare = [
+            TRAIN_NAMES.index(n)
+            for n in ("train", "motorcycle", "rider", "bus", "traffic light", "traffic sign")
+        ]
         common = [TRAIN_NAMES.index(n) for n in ("road", "building", "vegetation", "sky", "sidewalk")]
         assert freq[rare].max() < freq[common].min()
         assert freq[rare].max() < 0.02
@@ -246,6 +267,7 @@ def test_appearance_differs_while_layout_matches(stats_run: Path) -> None:
         rs = np.nonzero(slabs == i)[1].mean() / h
         rt = np.nonzero(tlabs == i)[1].mean() / h
         assert abs(rs - rt) < 0.06, (name, rs, rt)
+
     # textures: the target is noisier at the pixel level (high-frequency part of the gap)
     def hf(imgs: np.ndarray) -> float:
         g = imgs.astype(float).mean(-1)
@@ -303,8 +325,7 @@ def test_project_loaders_read_the_benchmark(tiny: tuple[Path, dict]) -> None:
     src = build_dataset("gta5", out / "source", split=str(out / "source" / "all.txt"), strict=True)
     val = build_dataset("cityscapes", out / "target", split=str(out / "target" / "val.txt"), strict=True)
     assert len(src) == 4 and len(val) == 3
-    for ds, lab_path in ((src, out / "source" / "labels" / "00001.png"),
-                         (val, val.label_path(0))):
+    for ds, lab_path in ((src, out / "source" / "labels" / "00001.png"), (val, val.label_path(0))):
         assert ds.read_image(0).size == (64, 32)
         expected = ID_TO_TRAIN[np.asarray(Image.open(lab_path))]
         np.testing.assert_array_equal(ds.read_label(0), expected.astype(np.uint8))

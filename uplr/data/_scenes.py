@@ -57,11 +57,33 @@ CANONICAL: dict[str, tuple[float, float, float]] = {
     "static": (90, 100, 85),
 }
 VEHICLE_COLOURS = np.array(
-    [(230, 230, 230), (25, 25, 28), (160, 162, 168), (150, 30, 30), (30, 50, 120), (90, 90, 95),
-     (200, 190, 150), (40, 90, 60), (220, 120, 30), (110, 60, 40)], dtype=np.float32)
+    [
+        (230, 230, 230),
+        (25, 25, 28),
+        (160, 162, 168),
+        (150, 30, 30),
+        (30, 50, 120),
+        (90, 90, 95),
+        (200, 190, 150),
+        (40, 90, 60),
+        (220, 120, 30),
+        (110, 60, 40),
+    ],
+    dtype=np.float32,
+)
 CLOTHES_COLOURS = np.array(
-    [(30, 30, 35), (200, 200, 195), (40, 60, 120), (140, 30, 40), (90, 80, 60), (60, 110, 70),
-     (180, 150, 110), (120, 120, 125)], dtype=np.float32)
+    [
+        (30, 30, 35),
+        (200, 200, 195),
+        (40, 60, 120),
+        (140, 30, 40),
+        (90, 80, 60),
+        (60, 110, 70),
+        (180, 150, 110),
+        (120, 120, 125),
+    ],
+    dtype=np.float32,
+)
 SIGN_COLOURS = np.array([(30, 70, 170), (210, 30, 30), (235, 200, 30), (235, 235, 235)], dtype=np.float32)
 GLASS = (40, 48, 60)
 TYRE = (25, 25, 25)
@@ -129,28 +151,78 @@ class Style:
 
 
 SOURCE_LAYOUT = Layout(
-    cars=6.0, trucks=0.9, bus=0.25, train=0.07, persons=2.0, riders=0.35, rider_on_motorcycle=0.55,
-    parked_bicycles=0.15, parked_motorcycles=0.12, poles=3.0, light_on_pole=0.3, sign_on_pole=0.35,
-    trees=1.0, static_objects=0.5, ego_vehicle=0.0,
+    cars=6.0,
+    trucks=0.9,
+    bus=0.25,
+    train=0.07,
+    persons=2.0,
+    riders=0.35,
+    rider_on_motorcycle=0.55,
+    parked_bicycles=0.15,
+    parked_motorcycles=0.12,
+    poles=3.0,
+    light_on_pole=0.3,
+    sign_on_pole=0.35,
+    trees=1.0,
+    static_objects=0.5,
+    ego_vehicle=0.0,
     segment_weights={"building": 0.62, "vegetation": 0.12, "wall": 0.1, "fence": 0.08, "gap": 0.08},
     terrain_strip=0.25,
 )
 TARGET_LAYOUT = Layout(
-    cars=3.5, trucks=0.25, bus=0.12, train=0.04, persons=5.0, riders=0.8, rider_on_motorcycle=0.2,
-    parked_bicycles=1.2, parked_motorcycles=0.1, poles=4.0, light_on_pole=0.3, sign_on_pole=0.45,
-    trees=3.0, static_objects=0.8, ego_vehicle=1.0,
+    cars=3.5,
+    trucks=0.25,
+    bus=0.12,
+    train=0.04,
+    persons=5.0,
+    riders=0.8,
+    rider_on_motorcycle=0.2,
+    parked_bicycles=1.2,
+    parked_motorcycles=0.1,
+    poles=4.0,
+    light_on_pole=0.3,
+    sign_on_pole=0.45,
+    trees=3.0,
+    static_objects=0.8,
+    ego_vehicle=1.0,
     segment_weights={"building": 0.5, "vegetation": 0.26, "wall": 0.07, "fence": 0.09, "gap": 0.08},
     terrain_strip=0.45,
 )
 SOURCE_STYLE = Style(
-    hue_deg=10.0, saturation=1.25, gain=(1.08, 1.0, 0.9), bias=8.0, class_offset=8.0, instance_shade=0.12,
-    texture="cartoon", texture_strength=1.0, blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 1.0),
-    brightness=(0.75, 1.2), contrast=(0.9, 1.25), cast=0.1, gradient=0.2, vignette=0.0, offset_key=1,
+    hue_deg=10.0,
+    saturation=1.25,
+    gain=(1.08, 1.0, 0.9),
+    bias=8.0,
+    class_offset=8.0,
+    instance_shade=0.12,
+    texture="cartoon",
+    texture_strength=1.0,
+    blur_sigma=(0.0, 0.0),
+    noise_sigma=(0.0, 1.0),
+    brightness=(0.75, 1.2),
+    contrast=(0.9, 1.25),
+    cast=0.1,
+    gradient=0.2,
+    vignette=0.0,
+    offset_key=1,
 )
 TARGET_STYLE = Style(
-    hue_deg=-6.0, saturation=0.95, gain=(0.92, 0.96, 0.95), bias=0.0, class_offset=8.0, instance_shade=0.15,
-    texture="natural", texture_strength=1.0, blur_sigma=(0.5, 1.1), noise_sigma=(3.0, 7.0),
-    brightness=(0.85, 1.15), contrast=(0.85, 1.05), cast=0.08, gradient=0.25, vignette=0.15, offset_key=2,
+    hue_deg=-6.0,
+    saturation=0.95,
+    gain=(0.92, 0.96, 0.95),
+    bias=0.0,
+    class_offset=8.0,
+    instance_shade=0.15,
+    texture="natural",
+    texture_strength=1.0,
+    blur_sigma=(0.5, 1.1),
+    noise_sigma=(3.0, 7.0),
+    brightness=(0.85, 1.15),
+    contrast=(0.85, 1.05),
+    cast=0.08,
+    gradient=0.25,
+    vignette=0.15,
+    offset_key=2,
 )
 LAYOUTS = {"source": SOURCE_LAYOUT, "target": TARGET_LAYOUT}
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
@@ -204,9 +276,11 @@ class _Canvas:
         it, ibt = int(math.floor(top)), max(int(math.floor(top)), int(math.ceil(bot)) - 1)
         if ib < 0 or ia >= self.w or ibt < 0 or it >= self.h:
             return
-        self.inst[max(it, 0): min(ibt, self.h - 1) + 1, max(ia, 0): min(ib, self.w - 1) + 1] = i
+        self.inst[max(it, 0) : min(ibt, self.h - 1) + 1, max(ia, 0) : min(ib, self.w - 1) + 1] = i
 
-    def ellipse(self, i: int, x: float, y: float, rx: float, ry: float, z: float, thickness: int = -1) -> None:
+    def ellipse(
+        self, i: int, x: float, y: float, rx: float, ry: float, z: float, thickness: int = -1
+    ) -> None:
         c = (int(round(self.px(x, z))), int(round(self.py(y, z))))
         ax = (max(int(round(self.f * rx / z)), 1), max(int(round(self.f * ry / z)), 1))
         cv2.ellipse(self.inst, c, ax, 0, 0, 360, int(i), thickness)
@@ -225,7 +299,9 @@ def _pick(rng: np.random.Generator, table: np.ndarray) -> np.ndarray:
     return table[rng.integers(len(table))] + rng.uniform(-12, 12, 3).astype(np.float32)
 
 
-def _segments(rng: np.random.Generator, z_max: float, weights: dict[str, float]) -> tuple[np.ndarray, list[str]]:
+def _segments(
+    rng: np.random.Generator, z_max: float, weights: dict[str, float]
+) -> tuple[np.ndarray, list[str]]:
     """Facade segments along one side: edges (metres of depth) and a class per segment."""
     edges = [Z_NEAR]
     while edges[-1] < z_max:
@@ -237,7 +313,11 @@ def _segments(rng: np.random.Generator, z_max: float, weights: dict[str, float])
 
 
 SEGMENT_HEIGHT = {  # metres (low, high)
-    "building": (7.0, 26.0), "vegetation": (2.0, 9.0), "wall": (1.0, 3.0), "fence": (1.0, 2.2), "gap": (0.0, 0.0),
+    "building": (7.0, 26.0),
+    "vegetation": (2.0, 9.0),
+    "wall": (1.0, 3.0),
+    "fence": (1.0, 2.2),
+    "gap": (0.0, 0.0),
 }
 
 
@@ -277,13 +357,18 @@ def draw_scene(rng: np.random.Generator, h: int, w: int, layout: Layout) -> Scen
     while x < w:
         bw = max(int(w * rng.uniform(0.03, 0.12)), 1)
         name = "building" if rng.random() < 0.75 else "vegetation"
-        col_i[x:x + bw] = cv.new(name)
-        col_h[x:x + bw] = rng.uniform(4.0, 30.0)
+        col_i[x : x + bw] = cv.new(name)
+        col_h[x : x + bw] = rng.uniform(4.0, 30.0)
         x += bw
     yw = CAMERA_HEIGHT - dy * z_max / f
     zb = np.broadcast_to(np.float32(z_max), (h, w))
-    put((yw >= 0) & (yw <= col_h[None, :]), zb, np.broadcast_to(col_i[None, :], (h, w)),
-        np.broadcast_to(dx * z_max / f, (h, w)), np.broadcast_to(yw, (h, w)))
+    put(
+        (yw >= 0) & (yw <= col_h[None, :]),
+        zb,
+        np.broadcast_to(col_i[None, :], (h, w)),
+        np.broadcast_to(dx * z_max / f, (h, w)),
+        np.broadcast_to(yw, (h, w)),
+    )
 
     # facades: back row (always buildings) then the front segments, on both sides
     fronts = []
@@ -295,8 +380,10 @@ def draw_scene(rng: np.random.Generator, h: int, w: int, layout: Layout) -> Scen
         _facade(cv, rng, put, edges, kinds, sgn * x_back + road_c, dx, dy, z_max)
         edges, kinds = _segments(rng, z_max, layout.segment_weights)
         _facade(cv, rng, put, edges, kinds, sgn * x_front + road_c, dx, dy, z_max)
-        strip_ids = np.array([cv.new("terrain" if rng.random() < layout.terrain_strip else "sidewalk")
-                              for _ in kinds], np.int32)
+        strip_ids = np.array(
+            [cv.new("terrain" if rng.random() < layout.terrain_strip else "sidewalk") for _ in kinds],
+            np.int32,
+        )
         fronts.append((edges, strip_ids, x_walk, x_front))
 
     # ground
@@ -322,8 +409,17 @@ def draw_scene(rng: np.random.Generator, h: int, w: int, layout: Layout) -> Scen
     return Scene(inst, np.asarray(cv.labels, np.int32), np.asarray(cv.colours, np.float32), su, sv)
 
 
-def _facade(cv: _Canvas, rng: np.random.Generator, put: Callable[..., None], edges: np.ndarray, kinds: list[str],
-            x_plane: float, dx: np.ndarray, dy: np.ndarray, z_max: float) -> None:
+def _facade(
+    cv: _Canvas,
+    rng: np.random.Generator,
+    put: Callable[..., None],
+    edges: np.ndarray,
+    kinds: list[str],
+    x_plane: float,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    z_max: float,
+) -> None:
     """Vertical plane x = x_plane split into segments along depth, each with its class and height."""
     ids = np.array([cv.new(k if k != "gap" else "building") for k in kinds], np.int32)
     heights = np.array([rng.uniform(*SEGMENT_HEIGHT[k]) for k in kinds], np.float32)
@@ -337,8 +433,13 @@ def _facade(cv: _Canvas, rng: np.random.Generator, put: Callable[..., None], edg
         col_h = np.where(veg, col_h + bumps, col_h).astype(np.float32)
     yw = CAMERA_HEIGHT - dy * z / cv.f
     hit = (z >= Z_NEAR) & (z <= z_max) & (yw >= 0) & (yw <= col_h[None, :])
-    put(hit, np.broadcast_to(z, hit.shape), np.broadcast_to(ids[seg][None, :], hit.shape),
-        np.broadcast_to(z, hit.shape), yw)
+    put(
+        hit,
+        np.broadcast_to(z, hit.shape),
+        np.broadcast_to(ids[seg][None, :], hit.shape),
+        np.broadcast_to(z, hit.shape),
+        yw,
+    )
 
 
 @dataclass(frozen=True)
@@ -361,7 +462,9 @@ class _Geometry:
         return self.road_c + side * (self.road_half - float(rng.uniform(0.8, 1.5)))
 
 
-def _objects(rng: np.random.Generator, lay: Layout, g: _Geometry, cv: _Canvas) -> list[tuple[float, Callable[[], None]]]:
+def _objects(
+    rng: np.random.Generator, lay: Layout, g: _Geometry, cv: _Canvas
+) -> list[tuple[float, Callable[[], None]]]:
     """Sample the objects of one scene: (depth, draw function) pairs."""
     out: list[tuple[float, Callable[[], None]]] = []
 
@@ -376,10 +479,21 @@ def _objects(rng: np.random.Generator, lay: Layout, g: _Geometry, cv: _Canvas) -
     if rng.random() < lay.bus:
         add(float(rng.uniform(8.0, 45.0)), _bus, g.lane_x(rng), "bus")
     if rng.random() < lay.train:
-        add(float(rng.uniform(10.0, 40.0)), _bus, g.road_c + float(rng.uniform(-0.4, 0.4)) * g.road_half, "train")
+        add(
+            float(rng.uniform(10.0, 40.0)),
+            _bus,
+            g.road_c + float(rng.uniform(-0.4, 0.4)) * g.road_half,
+            "train",
+        )
     for _ in range(rng.poisson(lay.persons)):
         crossing = rng.random() < 0.15
-        add(float(rng.uniform(4.0, 40.0)), _person, g.lane_x(rng) if crossing else g.walk_x(rng), "person", 0.0)
+        add(
+            float(rng.uniform(4.0, 40.0)),
+            _person,
+            g.lane_x(rng) if crossing else g.walk_x(rng),
+            "person",
+            0.0,
+        )
     for _ in range(rng.poisson(lay.riders)):
         moto = rng.random() < lay.rider_on_motorcycle
         add(float(rng.uniform(4.0, 25.0)), _two_wheeler, g.edge_x(rng), moto, True)
@@ -412,8 +526,16 @@ def _car(cv: _Canvas, rng: np.random.Generator, x: float, parked: bool, z: float
     cv.rect(body, x0, x1, 0.2, 0.6 * h, z)
     inset = 0.15 * w
     cv.poly(body, [(x0, 0.6 * h), (x1, 0.6 * h), (x1 - inset, h), (x0 + inset, h)], z)
-    cv.poly(glass, [(x0 + 0.1 * w, 0.64 * h), (x1 - 0.1 * w, 0.64 * h), (x1 - 0.2 * w, 0.93 * h),
-                    (x0 + 0.2 * w, 0.93 * h)], z)
+    cv.poly(
+        glass,
+        [
+            (x0 + 0.1 * w, 0.64 * h),
+            (x1 - 0.1 * w, 0.64 * h),
+            (x1 - 0.2 * w, 0.93 * h),
+            (x0 + 0.2 * w, 0.93 * h),
+        ],
+        z,
+    )
 
 
 def _truck(cv: _Canvas, rng: np.random.Generator, x: float, z: float) -> None:
@@ -474,7 +596,9 @@ def _two_wheeler(cv: _Canvas, rng: np.random.Generator, x: float, moto: bool, ri
         _person(cv, rng, x - 0.05, "rider", 0.95 if not moto else 0.9, z)
 
 
-def _pole(cv: _Canvas, rng: np.random.Generator, x: float, side: float, light: bool, sign: bool, z: float) -> None:
+def _pole(
+    cv: _Canvas, rng: np.random.Generator, x: float, side: float, light: bool, sign: bool, z: float
+) -> None:
     h = float(rng.uniform(3.5, 7.5))
     pole = cv.new("pole")
     cv.rect(pole, x - 0.09, x + 0.09, 0.0, h, z)
@@ -580,8 +704,16 @@ def _texture(scene: Scene, rng: np.random.Generator, style: Style) -> np.ndarray
     else:
         fine = fractal_noise(rng, h, w, tuple(sorted({max(int(round(s * px)), 1) for s in (1, 2, 4)})))
         coarse = fractal_noise(rng, h, w, tuple(sorted({max(int(round(s * px)), 1) for s in (8, 32)})))
-        amp = {"vegetation": 0.3, "terrain": 0.18, "building": 0.1, "wall": 0.1, "fence": 0.12, "sidewalk": 0.07,
-               "road": 0.05, "sky": 0.0}
+        amp = {
+            "vegetation": 0.3,
+            "terrain": 0.18,
+            "building": 0.1,
+            "wall": 0.1,
+            "fence": 0.12,
+            "sidewalk": 0.07,
+            "road": 0.05,
+            "sky": 0.0,
+        }
         for name, a in amp.items():
             put(name, a * fine)
         put("building", 0.1 * fine - 0.3 * windows)
