@@ -293,3 +293,14 @@ def test_discriminator() -> None:
     assert y.shape == (1, 1, 2, 4)  # 64 / 2^5, 128 / 2^5
     assert torch.allclose(y, ref, atol=1e-6)
     assert build_discriminator(5, ndf=8).conv4.out_channels == 64
+
+
+def test_half_width_trunk_keeps_the_heads_and_is_smaller():
+    full, half = build_model("resnet18"), build_model("resnet18_half")
+    assert half.layer4[-1].conv2.out_channels == full.layer4[-1].conv2.out_channels // 2 == 256
+    assert set(half.state_dict()) == set(full.state_dict())  # same names, narrower tensors
+    n_full = sum(p.numel() for p in full.parameters())
+    n_half = sum(p.numel() for p in half.parameters())
+    assert n_half < 0.3 * n_full
+    aux, main = half(torch.randn(1, 3, 64, 128))
+    assert aux.shape == main.shape == (1, 19, 9, 17)

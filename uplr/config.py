@@ -71,7 +71,7 @@ class DataConfig:
 class ModelConfig:
     """DeepLab-v2 (ADVENT/AdaptSegNet layout) or the light CPU trunk with the same heads."""
 
-    trunk: str = "resnet18"  # resnet101 (paper) | resnet18 (CPU runs)
+    trunk: str = "resnet18"  # resnet101 (paper) | resnet18 | resnet18_half (CPU runs: half-width ResNet-18)
     num_classes: int = 19
     multi_level: bool = True  # aux classifier on layer3 (layer5) + main on layer4 (layer6)
     aspp_all_branches: bool = True  # False: AdaptSegNet's classifier, whose forward returns inside its loop (branches 6+12 only)

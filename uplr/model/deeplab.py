@@ -23,9 +23,12 @@ from uplr.errors import UplrError
 log = logging.getLogger(__name__)
 
 ASPP_DILATIONS: tuple[int, ...] = (6, 12, 18, 24)
-TRUNKS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
-    "resnet101": ("bottleneck", (3, 4, 23, 3)),
-    "resnet18": ("basic", (2, 2, 2, 2)),
+# name -> (block kind, blocks per stage, width of the first stage; stages double it)
+TRUNKS: dict[str, tuple[str, tuple[int, int, int, int], int]] = {
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 64),
+    "resnet18": ("basic", (2, 2, 2, 2), 64),
+    # the embedded benchmark's CPU trunk: ResNet-18's topology at half width (~4x fewer FLOPs)
+    "resnet18_half": ("basic", (2, 2, 2, 2), 32),
 }
 HEAD_NAMES: tuple[str, ...] = ("layer5", "layer6")
 
@@ -126,23 +129,23 @@ class SegModel(nn.Module):
         super().__init__()
         if trunk not in TRUNKS:
             raise UplrError(f"model.trunk: unknown trunk {trunk!r}; valid trunks are {sorted(TRUNKS)}")
-        kind, blocks = TRUNKS[trunk]
+        kind, blocks, w = TRUNKS[trunk]
         block: type[Bottleneck] | type[BasicBlock] = Bottleneck if kind == "bottleneck" else BasicBlock
         self.trunk = trunk
         self.num_classes = num_classes
         self.multi_level = multi_level
         self.freeze_bn = freeze_bn
 
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = _bn(64)
+        self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
+        self.bn1 = _bn(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
-        self._inplanes = 64
-        self.layer1 = self._make_layer(block, 64, blocks[0])
-        self.layer2 = self._make_layer(block, 128, blocks[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, blocks[2], dilation=2)
+        self._inplanes = w
+        self.layer1 = self._make_layer(block, w, blocks[0])
+        self.layer2 = self._make_layer(block, 2 * w, blocks[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * w, blocks[2], dilation=2)
         c3 = self._inplanes
-        self.layer4 = self._make_layer(block, 512, blocks[3], dilation=4)
+        self.layer4 = self._make_layer(block, 8 * w, blocks[3], dilation=4)
         c4 = self._inplanes
         self.layer5 = (ClassifierModule(c3, num_classes, all_branches=aspp_all_branches)
                        if multi_level else None)
