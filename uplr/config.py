@@ -273,6 +273,16 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+BENCHMARKS = ("embedded", "gta5_cityscapes", "synthia_cityscapes", "cityscapes_nthu")
+
+
+def _validate(cfg: Config, source: str) -> None:
+    """Checks on values (types are checked while merging)."""
+    if cfg.benchmark not in BENCHMARKS:
+        raise UplrError(f"{source}: `benchmark` is {cfg.benchmark!r}, which names no known pipeline; valid: "
+                        f"{', '.join(BENCHMARKS)} (each has its dvc.yaml: the root one, or pipelines/<benchmark>/)")
+
+
 def load_config(params: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
     """Defaults, then the params file (if given), then the overrides; every step strict."""
     cfg = Config()
@@ -287,6 +297,7 @@ def load_config(params: str | Path | None = "params.yaml", overrides: list[str] 
         _merge(cfg, data, "", str(path))
         cfg.base_dir = path.resolve().parent
     apply_overrides(cfg, overrides or [])
+    _validate(cfg, str(params) if params is not None else "overrides")
     return cfg
 
 
