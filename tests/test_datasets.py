@@ -34,11 +34,7 @@ from uplr.data.datasets import (
 )
 from uplr.errors import UplrError
 
-_FIXTURE_DIRS = [Path(__file__).resolve().parent / "fixtures", Path("/work/shared/fixtures")]
-SAMPLES = next((d / "samples" for d in _FIXTURE_DIRS if (d / "samples").is_dir()), None)
-needs_samples = pytest.mark.skipif(
-    SAMPLES is None, reason="real label samples (fixtures/samples) not present"
-)
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"  # committed (see fixtures/NOTICE.md)
 
 CS_STEM = "frankfurt_000000_000294"
 GTA_NAME = "00100370.png"
@@ -85,7 +81,6 @@ def cs_sample(tmp_path: Path) -> tuple[Path, Path]:
     return root, lst
 
 
-@needs_samples
 def test_cityscapes_real_sample(cs_sample):
     root, lst = cs_sample
     ds = Cityscapes(root, split=str(lst))
@@ -101,7 +96,6 @@ def test_cityscapes_real_sample(cs_sample):
     assert ds.image_path(0) == img_path and ds.label_path(0).name.endswith("_gtFine_labelIds.png")
 
 
-@needs_samples
 def test_cityscapes_packaged_val_list_is_used(cs_sample):
     root, _ = cs_sample
     # the official val list names 500 frames; only the sample is present -> a clear error, no skipping
@@ -123,7 +117,6 @@ def gta_sample(tmp_path: Path) -> Path:
     return root
 
 
-@needs_samples
 def test_gta5_real_label_reads_palette_indices(gta_sample, tmp_path):
     ds = GTA5(gta_sample, split=str(tmp_path / "gta.txt"))
     label = ds[0]["label"].numpy()
@@ -138,7 +131,6 @@ def test_gta5_real_label_reads_palette_indices(gta_sample, tmp_path):
         assert (rgb[label == t] == np.array(trainId2label[int(t)].color)).all(), t
 
 
-@needs_samples
 def test_gta5_resize_with_native_label(gta_sample, tmp_path):
     ds = GTA5(gta_sample, split=str(tmp_path / "gta.txt"), size=(128, 64), label_size="native")
     item = ds[0]

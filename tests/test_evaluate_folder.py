@@ -17,7 +17,7 @@ from PIL import Image
 from uplr.errors import UplrError
 from uplr.evaluate.folder import evaluate_folder, write_result
 
-SAMPLE = Path("/work/shared/fixtures/samples/cityscapes/gtFine/val/frankfurt")
+SAMPLE = Path(__file__).resolve().parent / "fixtures/samples/cityscapes/gtFine/val/frankfurt"
 FRAME = "frankfurt_000000_000294"
 # trainIds absent from the sample's ground truth (labelIds 7 8 11 13 17 20 21 23 24 26 present)
 NEVER_PREDICTED = (3, 16)  # absent from gt and prediction -> NaN in both implementations
