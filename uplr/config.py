@@ -102,6 +102,7 @@ class AdversarialConfig:
     """AA: output-space adversarial adaptation (AdaptSegNet; ADVENT's self-information input as an option)."""
 
     d_input: str = "softmax"  # softmax | self_information (ADVENT)
+    ndf: int = 64  # discriminator width: 64-128-256-512-1 (the peers'); the embedded benchmark uses 16
     d_lr: float = 1e-4
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     lambda_adv_main: float = 0.001

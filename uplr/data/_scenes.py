@@ -6,8 +6,9 @@ facade segments on either side (building, vegetation, wall, fence or a gap), a s
 behind them, a backdrop at ``z_max`` and sky; then objects stand on the ground, drawn far to near.
 Drawing yields an instance map (each instance has a Cityscapes labelId and a canonical colour) and the
 surface coordinates (metres) that textures are laid out in. Rendering turns that into an RGB image
-under a domain :class:`Style`: colour transform and per-class colour offsets, texture, lighting, blur
-and noise. The layout statistics per domain are data (:class:`Layout`), not constants in the code.
+under a domain :class:`Style`: per-class colour gains, colour transform and per-class colour offsets,
+texture, lighting, blur and noise. The layout statistics per domain are data (:class:`Layout`), not
+constants in the code.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class Style:
 
     Low-frequency part: colour transform (hue rotation, saturation, per-channel gain, bias) and fixed
     per-class colour offsets, per-image brightness/contrast/colour cast and a vertical light gradient.
+    Per-class part: :attr:`class_gain` recolours whole classes, so that some look like a different class
+    of the other domain; shapes, layout and relative brightness stay as the shared cues.
     High-frequency part: texture (``cartoon``: flat colours with crisp stripes/checkers; ``natural``:
     multi-scale noise), blur and sensor noise.
     """
@@ -148,6 +151,10 @@ class Style:
     gradient: float  # +- top-to-bottom light gradient
     vignette: float  # darkening at the corners
     offset_key: int  # selects the fixed per-class offsets
+    # per-class RGB gains on the canonical colours, before the colour transform: the misleading part of
+    # the gap (a class of one domain looking like another class of the other). Multiplicative, so the
+    # relative brightness inside an object (glass, tyres, trunk) is kept as a shared cue.
+    class_gain: tuple[tuple[str, tuple[float, float, float]], ...] = ()
 
 
 SOURCE_LAYOUT = Layout(
@@ -207,9 +214,9 @@ SOURCE_STYLE = Style(
     offset_key=1,
 )
 TARGET_STYLE = Style(
-    hue_deg=-6.0,
+    hue_deg=-20.0,
     saturation=0.95,
-    gain=(0.92, 0.96, 0.95),
+    gain=(0.85, 0.95, 1.1),
     bias=0.0,
     class_offset=8.0,
     instance_shade=0.15,
@@ -223,6 +230,18 @@ TARGET_STYLE = Style(
     gradient=0.25,
     vignette=0.15,
     offset_key=2,
+    # the target city's look, misleading for a source-trained model: autumn trees the colour of the
+    # source's brick buildings, grey-blue concrete buildings, lush green terrain like the source's
+    # trees, dark sidewalks like the source's road, green-painted poles, yellow traffic-light housings
+    class_gain=(
+        ("vegetation", (2.2, 1.0, 1.3)),
+        ("building", (1.2, 1.35, 1.55)),
+        ("terrain", (0.5, 1.0, 0.5)),
+        ("wall", (0.9, 0.75, 0.65)),
+        ("sidewalk", (0.85, 0.85, 0.8)),
+        ("pole", (0.45, 0.65, 0.5)),
+        ("traffic light", (4.0, 3.4, 1.0)),
+    ),
 )
 LAYOUTS = {"source": SOURCE_LAYOUT, "target": TARGET_LAYOUT}
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
@@ -311,6 +330,26 @@ def _segments(
     kinds = [names[k] for k in rng.choice(len(names), size=len(edges) - 1, p=p / p.sum())]
     return np.asarray(edges), kinds
 
+
+# Depth ranges (metres) objects are placed at, and the sizes of the thin ones: near and large enough
+# that a stride-8 segmenter at the benchmark's resolution can learn them from target labels.
+DEPTH: dict[str, tuple[float, float]] = {
+    "car": (5.0, 55.0),
+    "truck": (8.0, 50.0),
+    "bus": (8.0, 45.0),
+    "train": (10.0, 40.0),
+    "person": (3.0, 25.0),
+    "rider": (3.0, 18.0),
+    "parked two-wheeler": (3.0, 16.0),
+    "pole": (3.0, 30.0),
+    "tree": (5.0, 50.0),
+    "static": (4.0, 30.0),
+}
+POLE_HALF_WIDTH = 0.2  # metres
+LAMP_SIZE = (0.45, 1.6)  # half width, height (metres)
+SIGN_SIZE = (0.45, 0.7)  # half side (metres), uniform range
+BICYCLE_STROKE = (0.08, 0.09)  # frame, tyre line width (metres)
+PERSON_HALF_WIDTH = 0.18  # shoulders, relative to the height
 
 SEGMENT_HEIGHT = {  # metres (low, high)
     "building": (7.0, 26.0),
@@ -473,14 +512,14 @@ def _objects(
 
     for _ in range(rng.poisson(lay.cars)):
         parked = rng.random() < 0.4
-        add(float(rng.uniform(5.0, 55.0)), _car, g.edge_x(rng) if parked else g.lane_x(rng), parked)
+        add(float(rng.uniform(*DEPTH["car"])), _car, g.edge_x(rng) if parked else g.lane_x(rng), parked)
     for _ in range(rng.poisson(lay.trucks)):
-        add(float(rng.uniform(8.0, 50.0)), _truck, g.lane_x(rng))
+        add(float(rng.uniform(*DEPTH["truck"])), _truck, g.lane_x(rng))
     if rng.random() < lay.bus:
-        add(float(rng.uniform(8.0, 45.0)), _bus, g.lane_x(rng), "bus")
+        add(float(rng.uniform(*DEPTH["bus"])), _bus, g.lane_x(rng), "bus")
     if rng.random() < lay.train:
         add(
-            float(rng.uniform(10.0, 40.0)),
+            float(rng.uniform(*DEPTH["train"])),
             _bus,
             g.road_c + float(rng.uniform(-0.4, 0.4)) * g.road_half,
             "train",
@@ -488,7 +527,7 @@ def _objects(
     for _ in range(rng.poisson(lay.persons)):
         crossing = rng.random() < 0.15
         add(
-            float(rng.uniform(4.0, 40.0)),
+            float(rng.uniform(*DEPTH["person"])),
             _person,
             g.lane_x(rng) if crossing else g.walk_x(rng),
             "person",
@@ -496,21 +535,21 @@ def _objects(
         )
     for _ in range(rng.poisson(lay.riders)):
         moto = rng.random() < lay.rider_on_motorcycle
-        add(float(rng.uniform(4.0, 25.0)), _two_wheeler, g.edge_x(rng), moto, True)
+        add(float(rng.uniform(*DEPTH["rider"])), _two_wheeler, g.edge_x(rng), moto, True)
     for _ in range(rng.poisson(lay.parked_bicycles)):
-        add(float(rng.uniform(4.0, 22.0)), _two_wheeler, g.walk_x(rng), False, False)
+        add(float(rng.uniform(*DEPTH["parked two-wheeler"])), _two_wheeler, g.walk_x(rng), False, False)
     for _ in range(rng.poisson(lay.parked_motorcycles)):
-        add(float(rng.uniform(4.0, 22.0)), _two_wheeler, g.edge_x(rng), True, False)
+        add(float(rng.uniform(*DEPTH["parked two-wheeler"])), _two_wheeler, g.edge_x(rng), True, False)
     for _ in range(rng.poisson(lay.poles)):
         side = -1.0 if rng.random() < 0.5 else 1.0
         x = g.road_c + side * (g.road_half + 0.4)
         light = rng.random() < lay.light_on_pole
         sign = rng.random() < lay.sign_on_pole
-        add(float(rng.uniform(5.0, 60.0)), _pole, x, side, light, sign)
+        add(float(rng.uniform(*DEPTH["pole"])), _pole, x, side, light, sign)
     for _ in range(rng.poisson(lay.trees)):
-        add(float(rng.uniform(5.0, 50.0)), _tree, g.walk_x(rng))
+        add(float(rng.uniform(*DEPTH["tree"])), _tree, g.walk_x(rng))
     for _ in range(rng.poisson(lay.static_objects)):
-        add(float(rng.uniform(4.0, 30.0)), _static, g.walk_x(rng))
+        add(float(rng.uniform(*DEPTH["static"])), _static, g.walk_x(rng))
     return out
 
 
@@ -567,12 +606,13 @@ def _person(cv: _Canvas, rng: np.random.Generator, x: float, name: str, base: fl
     legs = cv.new(name, _pick(rng, CLOTHES_COLOURS))
     skin = cv.new(name, SKIN)
     if base == 0.0:
-        cv.rect(legs, x - 0.14 * h, x - 0.03 * h, 0.0, 0.5 * h, z)
-        cv.rect(legs, x + 0.03 * h, x + 0.14 * h, 0.0, 0.5 * h, z)
+        leg = PERSON_HALF_WIDTH - 0.01
+        cv.rect(legs, x - leg * h, x - 0.03 * h, 0.0, 0.5 * h, z)
+        cv.rect(legs, x + 0.03 * h, x + leg * h, 0.0, 0.5 * h, z)
     else:  # seated: one leg down to the pedal
         cv.rect(legs, x - 0.05, x + 0.08, base - 0.5, base + 0.1, z)
     top = base + (0.5 * h if base == 0.0 else 0.0)
-    cv.rect(shirt, x - 0.15 * h, x + 0.15 * h, top, top + 0.35 * h, z)
+    cv.rect(shirt, x - PERSON_HALF_WIDTH * h, x + PERSON_HALF_WIDTH * h, top, top + 0.35 * h, z)
     cv.ellipse(skin, x, top + 0.42 * h, 0.065 * h, 0.075 * h, z)
 
 
@@ -582,16 +622,17 @@ def _two_wheeler(cv: _Canvas, rng: np.random.Generator, x: float, moto: bool, ri
     tyre = cv.new(name, TYRE)
     r = 0.32 if moto else 0.34
     half = 0.6 if moto else 0.55
-    thick = -1 if moto else max(int(round(cv.f * 0.06 / z)), 1)
+    stroke, tyre_w = BICYCLE_STROKE
+    thick = -1 if moto else max(int(round(cv.f * tyre_w / z)), 1)
     cv.ellipse(tyre, x - half, r, r, r, z, thick)
     cv.ellipse(tyre, x + half, r, r, r, z, thick)
     if moto:
         cv.poly(frame, [(x - half, r), (x - 0.2, 0.95), (x + 0.4, 0.95), (x + half, r + 0.1), (x, 0.3)], z)
     else:
-        cv.line(frame, (x - half, r), (x, r), 0.05, z)
-        cv.line(frame, (x, r), (x - 0.1, 0.85), 0.05, z)
-        cv.line(frame, (x - 0.1, 0.85), (x + half - 0.1, 0.9), 0.05, z)
-        cv.line(frame, (x + half, r), (x + half - 0.1, 0.95), 0.05, z)
+        cv.line(frame, (x - half, r), (x, r), stroke, z)
+        cv.line(frame, (x, r), (x - 0.1, 0.85), stroke, z)
+        cv.line(frame, (x - 0.1, 0.85), (x + half - 0.1, 0.9), stroke, z)
+        cv.line(frame, (x + half, r), (x + half - 0.1, 0.95), stroke, z)
     if ridden:
         _person(cv, rng, x - 0.05, "rider", 0.95 if not moto else 0.9, z)
 
@@ -601,7 +642,7 @@ def _pole(
 ) -> None:
     h = float(rng.uniform(3.5, 7.5))
     pole = cv.new("pole")
-    cv.rect(pole, x - 0.09, x + 0.09, 0.0, h, z)
+    cv.rect(pole, x - POLE_HALF_WIDTH, x + POLE_HALF_WIDTH, 0.0, h, z)
     if light:
         lamp = cv.new("traffic light")
         bulb = cv.new("traffic light", [(220, 40, 30), (40, 200, 60), (240, 170, 20)][int(rng.integers(3))])
@@ -609,11 +650,12 @@ def _pole(
         if rng.random() < 0.4:  # on an arm over the road
             lx = x - side * float(rng.uniform(1.5, 3.5))
             cv.rect(pole, min(lx, x), max(lx, x), h - 0.15, h, z)
-        cv.rect(lamp, lx - 0.25, lx + 0.25, h - 1.2, h, z)
+        lw, lh = LAMP_SIZE
+        cv.rect(lamp, lx - lw, lx + lw, h - lh, h, z)
         cv.ellipse(bulb, lx, h - 0.3, 0.1, 0.1, z)
     if sign:
         plate = cv.new("traffic sign", _pick(rng, SIGN_COLOURS))
-        sy, s = float(rng.uniform(2.0, 3.0)), float(rng.uniform(0.3, 0.45))
+        sy, s = float(rng.uniform(2.0, 3.0)), float(rng.uniform(*SIGN_SIZE))
         shape = int(rng.integers(3))
         if shape == 0:
             cv.ellipse(plate, x, sy, s, s, z)
@@ -667,6 +709,16 @@ def class_offsets(style: Style) -> np.ndarray:
     off = rng.uniform(-1.0, 1.0, (256, 3)).astype(np.float32) * style.class_offset
     off.setflags(write=False)
     return off
+
+
+@functools.cache
+def class_gains(style: Style) -> np.ndarray:
+    """Per-labelId RGB gains of a style (1 where :attr:`Style.class_gain` names no gain)."""
+    gain = np.ones((256, 3), np.float32)
+    for name, g in style.class_gain:
+        gain[lid(name)] = g
+    gain.setflags(write=False)
+    return gain
 
 
 def fractal_noise(rng: np.random.Generator, h: int, w: int, scales: tuple[int, ...]) -> np.ndarray:
@@ -731,7 +783,7 @@ def render(scene: Scene, rng: np.random.Generator, style: Style) -> np.ndarray:
     h, w = scene.inst.shape
     n = len(scene.label_of)
     shade = 1.0 + rng.uniform(-style.instance_shade, style.instance_shade, (n, 1)).astype(np.float32)
-    lut = scene.colour_of * shade
+    lut = scene.colour_of * shade * class_gains(style)[scene.label_of]
     lut = lut @ colour_matrix(style.hue_deg, style.saturation, style.gain).T.astype(np.float32)
     lut = lut + style.bias + class_offsets(style)[scene.label_of]
     img = lut.astype(np.float32)[scene.inst]

@@ -136,7 +136,7 @@ class Trainer:
             levels = ["main", "aux"] if m.multi_level else ["main"]
             a = cfg.adversarial
             for lv in levels:
-                d = build_discriminator(m.num_classes).to(self.device)
+                d = build_discriminator(m.num_classes, ndf=cfg.adversarial.ndf).to(self.device)
                 self.discs[lv] = d
                 self.d_opts[lv] = torch.optim.Adam(d.parameters(), lr=a.d_lr, betas=tuple(a.d_betas))
             self.d_scheds = {
