@@ -158,3 +158,20 @@ def test_translate_files(tmp_path, workers):
         translate_files(srcs, trgs, outs[:2], beta=0.25, seed=11)
     with pytest.raises(UplrError, match="does not exist"):
         translate_files([tmp_path / "missing.png"], trgs, [tmp_path / "x.png"], beta=0.25, seed=11)
+
+
+def test_translate_files_refuses_a_beta_too_small_for_the_images(tmp_path):
+    """12 x 16 images and beta 0.05: floor(12 * 0.05) = 0, the 'translation' would be a copy."""
+    rng = np.random.default_rng(6)
+    src, trg = tmp_path / "src.png", tmp_path / "trg.png"
+    _write_png(src, rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    _write_png(trg, rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    out = tmp_path / "out" / "src.png"
+    with pytest.raises(UplrError, match=r"src\.png.*at least 0\.08333"):
+        translate_files([src], [trg], [out], beta=0.05, seed=0)
+    assert not out.exists()
+    # beta = 0 is a deliberate copy and stays allowed; 1/12 gives a one-pixel window (the DC term)
+    translate_files([src], [trg], [out], beta=0.0, seed=0)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))
+    translate_files([src], [trg], [out], beta=1 / 12, seed=0)
+    assert not np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))

@@ -126,7 +126,15 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def _translate_one(job: tuple[str, str, str, float]) -> None:
     src, trg, out, beta = job
-    result = fda_uint8(_read_rgb(Path(src)), _read_rgb(Path(trg)), beta)
+    src_rgb = _read_rgb(Path(src))
+    h, w = src_rgb.shape[:2]
+    if beta > 0 and fda_window_side(h, w, beta) == 0:
+        raise UplrError(
+            f"FDA: translate.beta={beta:g} gives a window of floor(min({h}, {w}) * {beta:g}) = 0 pixels for "
+            f"{src}, so the translated set would equal the source; raise translate.beta to at least "
+            f"{1.0 / min(h, w):.4g} (or set it to 0 to copy the images on purpose)"
+        )
+    result = fda_uint8(src_rgb, _read_rgb(Path(trg)), beta)
     with atomic_path(out) as tmp:
         Image.fromarray(result).save(tmp, format="PNG")
 
