@@ -209,6 +209,7 @@ class SegDataset(torch.utils.data.Dataset):
     resolution (for evaluation: upsample the prediction to the label instead).
     ``strict``: GTA5 only tolerates unusable frames; with ``strict=True`` they are an error too.
     ``verify=False`` skips the header scan at construction (``uplr data check`` reports problems itself).
+    ``split``: a name from :attr:`splits` (default: the first) or a list file's path.
     """
 
     key: ClassVar[str] = ""  # name in build_dataset and in uplr/data/lists/
@@ -222,7 +223,7 @@ class SegDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         root: str | Path,
-        split: str,
+        split: str | None = None,
         size: Sequence[int] | None = None,
         strict: bool = False,
         label_size: str = "image",
@@ -236,7 +237,7 @@ class SegDataset(torch.utils.data.Dataset):
             )
         if label_size not in LABEL_SIZES:
             raise UplrError(f"label_size must be one of {', '.join(LABEL_SIZES)}, got {label_size!r}")
-        self.split = str(split)
+        self.split = str(self.splits[0] if split is None else split)
         self.size = _resolve_size(size)
         self.label_size = label_size
         self.strict = strict
@@ -438,16 +439,6 @@ class GTA5(SegDataset):
     # the GTA5 palette has 35 entries: labelIds 0..33 and 34 (license plate colour); all >= 34 are ignored
     label_allowed = _allowed(L.MAX_LABEL_ID + 1)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "all",
-        size: Sequence[int] | None = None,
-        strict: bool = False,
-        **kw: Any,
-    ) -> None:
-        super().__init__(root, split, size=size, strict=strict, **kw)
-
     def _frame(self, entry: str) -> Frame:
         name = f"{int(entry):05d}.png" if entry.isdigit() else Path(entry).name
         return Frame(name, self.root / "images" / name, self.root / "labels" / name)
@@ -465,16 +456,6 @@ class SynthiaRandCityscapes(SegDataset):
     splits = ("all", "split_train", "split_val")
     label_encoding = f"SYNTHIA class id (0..{L.SYNTHIA_MAX_ID})"
     label_allowed = _allowed(L.SYNTHIA_MAX_ID)
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "all",
-        size: Sequence[int] | None = None,
-        strict: bool = False,
-        **kw: Any,
-    ) -> None:
-        super().__init__(root, split, size=size, strict=strict, **kw)
 
     def _frame(self, entry: str) -> Frame:
         name = f"{int(entry):07d}.png" if entry.isdigit() else Path(entry).name
@@ -518,16 +499,6 @@ class Cityscapes(SegDataset):
     splits = ("train", "val")
     label_encoding = "Cityscapes labelIds (0..33)"
     label_allowed = _allowed(L.MAX_LABEL_ID)
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        size: Sequence[int] | None = None,
-        strict: bool = False,
-        **kw: Any,
-    ) -> None:
-        super().__init__(root, split, size=size, strict=strict, **kw)
 
     def _folder(self) -> str | None:
         if not is_list_path(self.split):
