@@ -116,3 +116,40 @@ def test_missing_weights_file_is_a_clear_error(tiny_params, tracking, tmp_path):
     with pytest.raises(UplrError, match="nope.pth"):
         _train(tiny_params, tmp_path / "a", **{"model.init": "weights/nope.pth"})
     assert not (tmp_path / "a/model.pt").exists()
+
+
+def _steps_of(params, out, resume, **over):
+    steps = []
+    orig = loop.Trainer.train_step
+    try:
+        loop.Trainer.train_step = lambda self, *a, **k: steps.append(self.step) or orig(self, *a, **k)
+        _train(params, out, resume=resume, **over)
+    finally:
+        loop.Trainer.train_step = orig
+    return steps
+
+
+def test_checkpoint_for_other_input_data_is_not_resumed(tiny_params, tracking, tmp_path):
+    """Same params, but the source set was rewritten (an upstream stage re-ran): the persistent resume
+    checkpoint of the old run is stale and must not be resumed (it would hand back the old model)."""
+    from fakes import make_fake_gta5
+
+    _train(tiny_params, tmp_path / "a", resume=tmp_path / "resume")
+    assert _steps_of(tiny_params, tmp_path / "a", tmp_path / "resume") == []  # unchanged: resumed at the end
+    make_fake_gta5(tmp_path / "data/src", n=6, size=(64, 32), seed=9)
+    assert _steps_of(tiny_params, tmp_path / "b", tmp_path / "resume") == list(range(6))
+
+
+def test_checkpoint_for_another_dvc_hash_is_not_resumed(tiny_params, tracking, tmp_path):
+    """Inputs DVC tracks are compared by DVC's md5 from dvc.lock (written after each stage of a repro)."""
+    lock = tmp_path / "dvc.lock"
+
+    def write_lock(md5):
+        lock.write_text(f"schema: '2.0'\nstages:\n  gen:\n    cmd: x\n    outs:\n    - path: data/src\n"
+                        f"      md5: {md5}.dir\n    - path: data/tgt\n      md5: 0ff.dir\n")
+
+    write_lock("aaa")
+    _train(tiny_params, tmp_path / "a", resume=tmp_path / "resume")
+    assert _steps_of(tiny_params, tmp_path / "a", tmp_path / "resume") == []
+    write_lock("bbb")
+    assert _steps_of(tiny_params, tmp_path / "b", tmp_path / "resume") == list(range(6))

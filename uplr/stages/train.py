@@ -29,6 +29,7 @@ from uplr.errors import UplrError
 from uplr.io import write_json
 from uplr.runtime import init_distributed
 from uplr.stages import common
+from uplr.track import lineage
 from uplr.track.mlflow_run import stage_run
 from uplr.train.loop import Trainer, TrainJob
 
@@ -167,7 +168,7 @@ def run_later_rounds(cfg: Config, trainer: Trainer, job: TrainJob, dist, mlrun, 
             write_pseudo_labels(cfg, trainer.model, trainer.device, pseudo_dir)
         next_job = TrainJob(f"upst_round{r}", job.seed, cfg.upst.iterations, labeled=job.labeled,
                             pseudo=PseudoLabeled(common.target_train(cfg), pseudo_dir), init_model=prev,
-                            fingerprint_extra={"round": r})
+                            fingerprint_extra={**job.fingerprint_extra, "round": r})
         trainer = Trainer(cfg, next_job, dist, run=mlrun,
                           resume_dir=None if resume_dir is None else Path(resume_dir) / f"round{r}")
         trainer.fit()
@@ -184,6 +185,9 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
     job, inputs = build_job(cfg, row, seed, args)
     if job.init_model is None and cfg.model.init != "scratch":
         inputs = [*inputs, cfg.path(cfg.model.init)]  # the init weights' hash enters the lineage too
+    # a resumable checkpoint (a persistent DVC output) belongs to these inputs only: when an upstream
+    # stage re-ran (new data, new init model, new pseudo labels) the run starts over instead of resuming
+    job.fingerprint_extra["inputs"] = lineage.input_signature(inputs, lineage.repo_root())
     params = flatten({s: to_dict(getattr(cfg, s)) for s in ROW_SECTIONS[row]})
     params.update({"seed": seed, "row": row, **{f"input.{k}": str(v) for k, v in args.items()}})
     tags = {"kind": "train", "row": row, "seed": seed, "benchmark": cfg.benchmark, "device": str(dist.device),

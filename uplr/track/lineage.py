@@ -7,6 +7,7 @@ recorded as ``untracked`` rather than hashed by us, so the tag always means "DVC
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import uuid
@@ -133,3 +134,32 @@ def pipeline_run_id() -> str:
 def image_reference() -> str:
     """The container image a stage ran in (set by the docker runner), or ``host``."""
     return os.environ.get("UPLR_IMAGE", "host")
+
+
+def _stat_signature(path: Path) -> str:
+    """size and mtime of a file, or of every file under a folder (sorted): changes when the content is
+    rewritten, without reading it. Used only where DVC has no hash for the path."""
+    if path.is_file():
+        st = path.stat()
+        return f"stat:{st.st_size}:{st.st_mtime_ns}"
+    if not path.is_dir():
+        return "missing"
+    h = hashlib.md5()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            st = f.stat()
+            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"stat:{h.hexdigest()}"
+
+
+def input_signature(paths: list[Path], root: Path) -> dict[str, str]:
+    """What decides whether a resumable checkpoint still belongs to these inputs: DVC's md5 of each input
+    (current for upstream outputs: ``dvc repro`` writes dvc.lock after each stage), or, for an input DVC
+    does not track (a stage run by hand), a signature of its files' sizes and modification times."""
+    sig = input_hashes(paths, root)
+    for p, key in zip(paths, list(sig), strict=True):
+        if sig[key] == UNTRACKED:
+            sig[key] = _stat_signature(Path(p))
+    return sig
