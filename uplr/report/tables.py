@@ -330,7 +330,9 @@ def figure6(benchmark: str, res: Results, ref: Reference, frequency: dict[str, f
     fig = Figure(f"{name}.png", lambda target: figures.stage_plot(target, plot_title, labels, series))
     notes = [
         f"S0 = row `{stage0}` (the configuration before TGAA), S1..St = rows `tgaa@S1`.. (TGAA after each "
-        "re-ranking of the uncertain classes); points are means over seeds, error bars the sample std.",
+        "re-ranking of the uncertain classes), scored at the end of each stage; points are means over seeds, "
+        "error bars the sample std. TGAA trains on the same iteration budget as the other rows, split into t "
+        "equal stages, so S1..S(t-1) are models part-way through training: only St compares with S0.",
         f"Classes: {rule}. The paper's Figure 6 shows \"selected infrequent categories\" without naming them "
         "in our source. Run ids: " + f"{name}.csv.",
         CONVENTIONS,
