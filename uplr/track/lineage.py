@@ -158,6 +158,7 @@ def input_signature(paths: list[Path], root: Path) -> dict[str, str]:
     """What decides whether a resumable checkpoint still belongs to these inputs: DVC's md5 of each input
     (current for upstream outputs: ``dvc repro`` writes dvc.lock after each stage), or, for an input DVC
     does not track (a stage run by hand), a signature of its files' sizes and modification times."""
+    paths = list(dict.fromkeys(Path(p).resolve() for p in paths))  # one key per path
     sig = input_hashes(paths, root)
     for p, key in zip(paths, list(sig), strict=True):
         if sig[key] == UNTRACKED:
