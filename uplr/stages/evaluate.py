@@ -81,7 +81,7 @@ def log_evaluation(cfg: Config, result: dict[str, Any], row: str, seed: int, sta
 
 def run(cfg: Config, model_path: Path, row: str, seed: int, out: Path, stage: str,
         predictions: Path | None = None) -> dict:
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = common.target_val(cfg)
     inputs = [Path(model_path), cfg.path(cfg.data.target.root)]
     with stage_run(cfg.tracking.experiment, stage, f"evaluate/{row}/seed{seed}", inputs,

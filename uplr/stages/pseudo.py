@@ -55,7 +55,7 @@ def write_pseudo_labels(cfg: Config, model: torch.nn.Module, device: torch.devic
 
 
 def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, summary: Path | None = None) -> None:
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     tags = {"kind": "pseudo_label", "benchmark": cfg.benchmark, "seed": seed, "method": cfg.upst.method}
     with stage_run(cfg.tracking.experiment, stage, f"pseudo/{cfg.upst.method}/seed{seed}",
                    [Path(model_path), cfg.path(cfg.data.target.root)], tags,
@@ -70,7 +70,7 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
 
 def run_quality(cfg: Config, model_path: Path, out: Path, seed: int, stage: str) -> dict[str, Any]:
     """Precision / coverage of each pseudo-label method on the target train split's ground truth."""
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = common.target_train(cfg)
     if not ds.has_labels:
         log.warning("target train split has no labels: no pseudo-label quality report")

@@ -31,7 +31,7 @@ from uplr.runtime import init_distributed
 from uplr.stages import common
 from uplr.track import lineage
 from uplr.track.mlflow_run import stage_run
-from uplr.train.loop import Trainer, TrainJob
+from uplr.train.loop import Trainer, TrainJob, resume_run_id
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
     if row not in ROWS:
         raise UplrError(f"unknown row {row!r}; valid rows are {', '.join(ROWS)}")
     args = args or {}
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     job, inputs = build_job(cfg, row, seed, args)
     if job.init_model is None and cfg.model.init != "scratch":
         inputs = [*inputs, cfg.path(cfg.model.init)]  # the init weights' hash enters the lineage too
@@ -193,7 +193,8 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
     tags = {"kind": "train", "row": row, "seed": seed, "benchmark": cfg.benchmark, "device": str(dist.device),
             "city": cfg.data.target.city}
     out = Path(out)
-    with stage_run(cfg.tracking.experiment, stage, f"train/{row}/seed{seed}", inputs, tags, params) as mlrun:
+    with stage_run(cfg.tracking.experiment, stage, f"train/{row}/seed{seed}", inputs, tags, params,
+                   resume_run_id=resume_run_id(cfg, job, resume_dir)) as mlrun:
         trainer = Trainer(cfg, job, dist, run=mlrun, resume_dir=resume_dir)
         if row == "tgaa":
             history = run_tgaa(cfg, trainer, job, args, mlrun, stage, seed, inputs)

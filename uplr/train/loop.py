@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uplr.config import Config
+from uplr.errors import UplrError
 from uplr.io import atomic_path
-from uplr.runtime import Dist, autocast, barrier, seed_everything
+from uplr.runtime import (Dist, StageStopped, any_rank, autocast, barrier, deferred_stop, seed_everything,
+                          stop_requested)
 from uplr.train import checkpoint as ckpt
 from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
@@ -61,6 +64,30 @@ def _fingerprint(cfg: Config, job: TrainJob) -> str:
         "extra": job.fingerprint_extra,
     }
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resume_run_id(cfg: Config, job: TrainJob, resume_dir: Path | None) -> str | None:
+    """The MLflow run of the checkpoint this job would resume (reopen it: one run per stage run)."""
+    return ckpt.peek_run_id(resume_dir, _fingerprint(cfg, job))
+
+
+class NonFiniteLoss(UplrError):
+    """A loss part or a gradient became NaN/inf: training stops, nothing is written."""
+
+
+def _max_abs(tensors: list[torch.Tensor]) -> float:
+    if not tensors:
+        return 0.0
+    try:
+        norms = torch._foreach_norm(tensors, float("inf"))  # one fused pass; max |g| cannot overflow
+    except (AttributeError, RuntimeError, TypeError):
+        norms = [t.detach().abs().max() for t in tensors]
+    return float(torch.stack([n.float() for n in norms]).max())
+
+
+def _all_finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
 def poly_factor(step: int, total: int, power: float) -> float:
@@ -174,6 +201,7 @@ class Trainer:
             "curve": self.curve,
             "window": self.window,
             "extra": self.extra,
+            "run_id": getattr(self.run, "run_id", None),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -192,8 +220,47 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.dist.rank == 0 and self.resume_dir is not None:
+            self._check_finite_weights("the resumable checkpoint")
             ckpt.save(Path(self.resume_dir) / ckpt.LAST, self._state())
         barrier()
+
+    def _check_finite_weights(self, what: str) -> None:
+        """Never write NaN weights (a last guard: the step checks below stop training before that)."""
+        states = [self.model.state_dict(), *(getattr(d, "module", d).state_dict() for d in self.discs.values())]
+        if not all(_all_finite(sd) for sd in states):
+            raise NonFiniteLoss(f"{self.job.name}: the weights at step {self.step} are not finite; {what} was "
+                                f"not written. {self._likely_cause('weights')}")
+
+    def _likely_cause(self, part: str) -> str:
+        t, a = self.cfg.train, self.cfg.adversarial
+        if self.step == 0 and part != "weights":
+            init = self.job.init_model or self.cfg.model.init
+            return (f"The very first step already diverged: check the initial weights ({init}) and the input "
+                    "images (NaN/inf pixels); the learning rate has not acted yet")
+        amp = " (or bf16 autocast overflow: try train.amp=false)" if t.amp and self.device.type == "cuda" else ""
+        if part == "loss_d":
+            return f"Likely cause: adversarial.d_lr={a.d_lr:g} is probably too high{amp}; lower it"
+        if part == "loss_adv":
+            return (f"Likely cause: train.lr={t.lr:g} or adversarial.lambda_adv_main={a.lambda_adv_main:g} is "
+                    f"probably too high{amp}; lower it")
+        return f"Likely cause: train.lr={t.lr:g} is probably too high{amp}; lower it (e.g. 10x)"
+
+    def _check_step(self, logs: dict[str, float]) -> None:
+        """Before the optimisers step: every loss part and every gradient must be finite (all ranks)."""
+        bad = next((k for k, v in logs.items() if not math.isfinite(v)), None)
+        if bad is None:
+            grads = [p.grad for m in (self.model, *self.discs.values()) for p in m.parameters() if p.grad is not None]
+            if not math.isfinite(_max_abs(grads)):
+                bad = "gradients"
+        if not any_rank(bad is not None)[0]:
+            return
+        bad = bad or "loss on another rank"
+        what = (f"the gradients are not finite (losses: {', '.join(f'{k}={v:.4g}' for k, v in logs.items())})"
+                if bad == "gradients" else f"{bad} is {logs.get(bad, float('nan'))}")
+        raise NonFiniteLoss(
+            f"{self.job.name}: non-finite training at step {self.step + 1} of {self.job.iterations}: {what}; "
+            f"training stopped, no model written and the resumable checkpoint left at its last finite "
+            f"state. {self._likely_cause(bad)}")
 
     # -- one step --------------------------------------------------------------------------------
     def _to(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,6 +290,7 @@ class Trainer:
             logs["loss_pseudo"] = float(loss_p.detach())
         if self.discs and tgt is not None:
             logs.update(self._adversarial_step(out_s, tuple(img.shape[-2:]), tgt))
+        self._check_step(logs)
         self.opt.step()
         self.sched.step()
         for lv, o in self.d_opts.items():
@@ -280,26 +348,40 @@ class Trainer:
         pse = _stream(job.pseudo, cfg, job, self.dist, start, 3) if job.pseudo is not None else None
         bar = tqdm(range(start, stop), desc=job.name, disable=self.dist.rank != 0, mininterval=2.0,
                    initial=start, total=job.iterations)
-        for _ in bar:
-            logs = self.train_step(next(src), next(tgt) if tgt else None, next(pse) if pse else None)
-            self.step += 1
-            for k, v in logs.items():
-                self.window.setdefault(k, []).append(v)
-            if self.step % cfg.train.log_every == 0 or self.step == job.iterations:
-                row = {k: float(np.mean(v)) for k, v in self.window.items()}
-                row["lr"] = logs["lr"]
-                self.window = {}
-                self.curve.append({"step": self.step, **row})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "lr"})
-                if self.run is not None:
-                    self.run.log_metrics({f"train/{k}": v for k, v in row.items()}, step=self.step)
-            if self.step % cfg.train.checkpoint_every == 0 and self.step < job.iterations:
-                self.save_checkpoint()
+        with deferred_stop():  # SIGTERM/SIGINT: finish the step, checkpoint, then stop
+            for _ in bar:
+                self._one_step(src, tgt, pse, bar)
+                if any_rank(bool(stop_requested()))[0]:
+                    self.save_checkpoint()
+                    bar.close()
+                    where = (f"at step {self.step} of {job.iterations}"
+                             + (f"; checkpoint {Path(self.resume_dir) / ckpt.LAST} resumes it (dvc repro)"
+                                if self.resume_dir is not None else " (no --resume-dir: nothing to resume)"))
+                    raise StageStopped(stop_requested() or 15, where)
         self.save_checkpoint()
+
+    def _one_step(self, src, tgt, pse, bar) -> None:
+        """One optimisation step plus its bookkeeping: curve window, MLflow row, periodic checkpoint."""
+        job, cfg = self.job, self.cfg
+        logs = self.train_step(next(src), next(tgt) if tgt else None, next(pse) if pse else None)
+        self.step += 1
+        for k, v in logs.items():
+            self.window.setdefault(k, []).append(v)
+        if self.step % cfg.train.log_every == 0 or self.step == job.iterations:
+            row = {k: float(np.mean(v)) for k, v in self.window.items()}
+            row["lr"] = logs["lr"]
+            self.window = {}
+            self.curve.append({"step": self.step, **row})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "lr"})
+            if self.run is not None:
+                self.run.log_metrics({f"train/{k}": v for k, v in row.items()}, step=self.step)
+        if self.step % cfg.train.checkpoint_every == 0 and self.step < job.iterations:
+            self.save_checkpoint()
 
     def write_outputs(self, model_path: Path, curve_path: Path | None, meta: dict[str, Any]) -> None:
         if self.dist.rank != 0:
             return
+        self._check_finite_weights(str(model_path))
         ckpt.save_model(model_path, self.model.state_dict(), {**meta, "step": self.step})
         if curve_path is not None:
             keys = sorted({k for row in self.curve for k in row} - {"step"})
