@@ -245,6 +245,26 @@ class Trainer:
                     f"probably too high{amp}; lower it")
         return f"Likely cause: train.lr={t.lr:g} is probably too high{amp}; lower it (e.g. 10x)"
 
+    def _params(self) -> list[torch.Tensor]:
+        return [p for m in (self.model, *self.discs.values()) for p in m.parameters()]
+
+    def _check_update(self, logs: dict[str, float]) -> None:
+        """After the optimisers stepped: finite losses and gradients can still overflow the weights
+        (lr x gradient > float max) or BatchNorm's running statistics (huge activations): all must be
+        finite (under DDP the weights are identical on every rank; a rank that fails raises alone and
+        torchrun ends the others)."""
+        state = [t.detach() for m in (self.model, *self.discs.values()) for t in (*m.parameters(), *m.buffers())
+                 if t.is_floating_point()]  # BatchNorm's running statistics overflow too
+        if math.isfinite(_max_abs(state)):
+            return
+        grad = _max_abs([p.grad for p in self._params() if p.grad is not None])
+        losses = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+        raise NonFiniteLoss(
+            f"{self.job.name}: non-finite training at step {self.step + 1} of {self.job.iterations}: the weights "
+            f"or BatchNorm statistics overflowed in the update (largest |gradient| {grad:.3g}; losses {losses}); training stopped, no "
+            f"model written and the resumable checkpoint left at its last finite state. "
+            f"{self._likely_cause('weights')}")
+
     def _check_step(self, logs: dict[str, float]) -> None:
         """Before the optimisers step: every loss part and every gradient must be finite (all ranks)."""
         bad = next((k for k, v in logs.items() if not math.isfinite(v)), None)
@@ -296,6 +316,7 @@ class Trainer:
         for lv, o in self.d_opts.items():
             o.step()
             self.d_scheds[lv].step()
+        self._check_update(logs)
         logs["lr"] = self.sched.get_last_lr()[0]
         return logs
 
