@@ -165,7 +165,7 @@ def test_hanging_tracking_server_fails_in_bounded_time_with_password_masked(tiny
     elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"uplr: error: MLflow tracking store http://alice:***@127.0.0.1:"), lines[-1]
+    assert lines[-1].startswith("uplr: error: MLflow tracking store http://alice:***@127.0.0.1:"), lines[-1]
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT=1" in lines[-1] and "unset MLFLOW_TRACKING_URI" in lines[-1]
     assert "Traceback" not in proc.stderr
     assert "s3cret-pw" not in proc.stdout + proc.stderr

@@ -28,8 +28,16 @@ from tqdm import tqdm
 from uplr.config import Config
 from uplr.errors import UplrError
 from uplr.io import atomic_path
-from uplr.runtime import (Dist, StageStopped, any_rank, autocast, barrier, deferred_stop, seed_everything,
-                          stop_requested)
+from uplr.runtime import (
+    Dist,
+    StageStopped,
+    any_rank,
+    autocast,
+    barrier,
+    deferred_stop,
+    seed_everything,
+    stop_requested,
+)
 from uplr.train import checkpoint as ckpt
 from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
