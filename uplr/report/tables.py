@@ -10,6 +10,9 @@ Tables: 1 (GTA5 → Cityscapes) and 2 (SYNTHIA → Cityscapes) with the peers' r
 ("Ours (AA)") and upst ("Ours (ST)") and the delta to the paper; 3 (the ablation) for GTA5 and the
 embedded benchmark; Cross-City (per-city mIoU over the 13 NTHU classes); the embedded benchmark's
 per-class table; Figure 6 (IoU of infrequent classes over TGAA's stages, rows ``tgaa@S<k>``).
+
+Longer than 400 lines because every table shares the cell and note conventions defined at its top; the
+Markdown/LaTeX/CSV writing itself is in render.py and the figures in figures.py.
 """
 
 from __future__ import annotations
