@@ -17,7 +17,8 @@ import time
 import torch
 
 from uplr.model.deeplab import build_model
-from uplr.train.loop import _finite, seg_loss
+from uplr.train.guards import finite as _finite
+from uplr.train.loop import seg_loss
 
 
 def main() -> None:

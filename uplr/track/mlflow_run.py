@@ -43,7 +43,11 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
 
-_OPEN_RUNS: set[str] = set()  # runs this process has open (a nested stage_run must not call them stale)
+_OPEN_RUNS: set[str] = set()
+
+
+class TrackingError(UplrError):
+    """The tracking store failed (unreachable, hung, refused): one line, server named, password masked."""  # runs this process has open (a nested stage_run must not call them stale)
 
 
 def http_defaults() -> dict[str, str]:
@@ -65,7 +69,7 @@ def call_bound_s() -> float:
     return timeout * (retries + 1) + sum(backoff * 2**i for i in range(retries)) + retries  # + jitter
 
 
-def tracking_error(uri: str, doing: str, exc: BaseException) -> UplrError:
+def tracking_error(uri: str, doing: str, exc: BaseException) -> TrackingError:
     """One line: which server (password masked), what failed, and the fix."""
     env = http_defaults()
     detail = mask_credentials(f"{exc.__class__.__name__}: {exc}").replace("\n", " ")
@@ -79,7 +83,7 @@ def tracking_error(uri: str, doing: str, exc: BaseException) -> UplrError:
                "(`make mlflow-server`), or unset MLFLOW_TRACKING_URI to use the local SQLite store")
     else:
         fix = "fix MLFLOW_TRACKING_URI or unset it to use the local SQLite store"
-    return UplrError(f"MLflow tracking store {mask_credentials(uri)}: {doing} failed ({detail}); {fix}")
+    return TrackingError(f"MLflow tracking store {mask_credentials(uri)}: {doing} failed ({detail}); {fix}")
 
 
 def _tracked(uri: str, doing: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
@@ -370,6 +374,8 @@ def stage_run(
         except (StageStopped, KeyboardInterrupt) as exc:
             _close(client, uri, run_id, "KILLED", {f"{TAG}stop_reason": mask_credentials(str(exc))[:500]}, False)
             raise
+        except TrackingError:
+            raise  # the store itself failed: do not wait on it again (the run is closed as stale later)
         except BaseException as exc:
             reason = mask_credentials(f"{exc.__class__.__name__}: {exc}")[:500]
             _close(client, uri, run_id, "FAILED", {f"{TAG}failed_reason": reason}, False)

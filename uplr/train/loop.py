@@ -13,7 +13,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uplr.config import Config
-from uplr.errors import UplrError
 from uplr.io import atomic_path
 from uplr.runtime import (
     Dist,
@@ -39,6 +37,8 @@ from uplr.runtime import (
     stop_requested,
 )
 from uplr.train import checkpoint as ckpt
+from uplr.train import guards
+from uplr.train.guards import NonFiniteLoss  # noqa: F401 - re-exported
 from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
 log = logging.getLogger(__name__)
@@ -77,35 +77,6 @@ def _fingerprint(cfg: Config, job: TrainJob) -> str:
 def resume_run_id(cfg: Config, job: TrainJob, resume_dir: Path | None) -> str | None:
     """The MLflow run of the checkpoint this job would resume (reopen it: one run per stage run)."""
     return ckpt.peek_run_id(resume_dir, _fingerprint(cfg, job))
-
-
-class NonFiniteLoss(UplrError):
-    """A loss part or a gradient became NaN/inf: training stops, nothing is written."""
-
-
-def _finite(tensors: list[torch.Tensor]) -> bool:
-    """Whether every value is finite: a fused 2-norm per tensor screens (a few ms for the 3M values of the
-    embedded model), an exact check confirms (a norm can overflow for huge but finite values)."""
-    if not tensors:
-        return True
-    try:
-        norms = torch._foreach_norm(tensors, 2.0)
-    except (AttributeError, RuntimeError, TypeError):
-        norms = [torch.linalg.vector_norm(t.detach()) for t in tensors]
-    if bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
-        return True
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
-def _max_abs(tensors: list[torch.Tensor]) -> float:
-    """The largest |value| (for messages only)."""
-    values = [float(t.detach().abs().max()) for t in tensors if t.numel()]
-    return float("nan") if any(math.isnan(v) for v in values) else max(values, default=0.0)
-
-
-def _all_finite(state: dict[str, torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in state.values()
-               if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
 def poly_factor(step: int, total: int, power: float) -> float:
@@ -238,67 +209,9 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.dist.rank == 0 and self.resume_dir is not None:
-            self._check_finite_weights("the resumable checkpoint")
+            guards.check_weights(self, "the resumable checkpoint")
             ckpt.save(Path(self.resume_dir) / ckpt.LAST, self._state())
         barrier()
-
-    def _check_finite_weights(self, what: str) -> None:
-        """Never write NaN weights (a last guard: the step checks below stop training before that)."""
-        states = [self.model.state_dict(), *(getattr(d, "module", d).state_dict() for d in self.discs.values())]
-        if not all(_all_finite(sd) for sd in states):
-            raise NonFiniteLoss(f"{self.job.name}: the weights at step {self.step} are not finite; {what} was "
-                                f"not written. {self._likely_cause('weights')}")
-
-    def _likely_cause(self, part: str) -> str:
-        t, a = self.cfg.train, self.cfg.adversarial
-        if self.step == 0 and part != "weights":
-            init = self.job.init_model or self.cfg.model.init
-            return (f"The very first step already diverged: check the initial weights ({init}) and the input "
-                    "images (NaN/inf pixels); the learning rate has not acted yet")
-        amp = " (or bf16 autocast overflow: try train.amp=false)" if t.amp and self.device.type == "cuda" else ""
-        if part == "loss_d":
-            return f"Likely cause: adversarial.d_lr={a.d_lr:g} is probably too high{amp}; lower it"
-        if part == "loss_adv":
-            return (f"Likely cause: train.lr={t.lr:g} or adversarial.lambda_adv_main={a.lambda_adv_main:g} is "
-                    f"probably too high{amp}; lower it")
-        return f"Likely cause: train.lr={t.lr:g} is probably too high{amp}; lower it (e.g. 10x)"
-
-    def _params(self) -> list[torch.Tensor]:
-        return [p for m in (self.model, *self.discs.values()) for p in m.parameters()]
-
-    def _check_update(self, logs: dict[str, float]) -> None:
-        """After the optimisers stepped: finite losses and gradients can still overflow the weights
-        (lr x gradient > float max) or BatchNorm's running statistics (huge activations): all must be
-        finite (under DDP the weights are identical on every rank; a rank that fails raises alone and
-        torchrun ends the others)."""
-        state = [t.detach() for m in (self.model, *self.discs.values()) for t in (*m.parameters(), *m.buffers())
-                 if t.is_floating_point()]  # BatchNorm's running statistics overflow too
-        if _finite(state):
-            return
-        grad = _max_abs([p.grad for p in self._params() if p.grad is not None])
-        losses = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
-        raise NonFiniteLoss(
-            f"{self.job.name}: non-finite training at step {self.step + 1} of {self.job.iterations}: the weights "
-            f"or BatchNorm statistics overflowed in the update (largest |gradient| {grad:.3g}; losses {losses}); training stopped, no "
-            f"model written and the resumable checkpoint left at its last finite state. "
-            f"{self._likely_cause('weights')}")
-
-    def _check_step(self, logs: dict[str, float]) -> None:
-        """Before the optimisers step: every loss part and every gradient must be finite (all ranks)."""
-        bad = next((k for k, v in logs.items() if not math.isfinite(v)), None)
-        if bad is None:
-            grads = [p.grad for m in (self.model, *self.discs.values()) for p in m.parameters() if p.grad is not None]
-            if not _finite(grads):
-                bad = "gradients"
-        if not any_rank(bad is not None)[0]:
-            return
-        bad = bad or "loss on another rank"
-        what = (f"the gradients are not finite (losses: {', '.join(f'{k}={v:.4g}' for k, v in logs.items())})"
-                if bad == "gradients" else f"{bad} is {logs.get(bad, float('nan'))}")
-        raise NonFiniteLoss(
-            f"{self.job.name}: non-finite training at step {self.step + 1} of {self.job.iterations}: {what}; "
-            f"training stopped, no model written and the resumable checkpoint left at its last finite "
-            f"state. {self._likely_cause(bad)}")
 
     # -- one step --------------------------------------------------------------------------------
     def _to(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,13 +241,13 @@ class Trainer:
             logs["loss_pseudo"] = float(loss_p.detach())
         if self.discs and tgt is not None:
             logs.update(self._adversarial_step(out_s, tuple(img.shape[-2:]), tgt))
-        self._check_step(logs)
+        guards.check_step(self, logs)
         self.opt.step()
         self.sched.step()
         for lv, o in self.d_opts.items():
             o.step()
             self.d_scheds[lv].step()
-        self._check_update(logs)
+        guards.check_update(self, logs)
         logs["lr"] = self.sched.get_last_lr()[0]
         return logs
 
@@ -427,7 +340,7 @@ class Trainer:
     def write_outputs(self, model_path: Path, curve_path: Path | None, meta: dict[str, Any]) -> None:
         if self.dist.rank != 0:
             return
-        self._check_finite_weights(str(model_path))
+        guards.check_weights(self, str(model_path))
         ckpt.save_model(model_path, self.model.state_dict(), {**meta, "step": self.step})
         if curve_path is not None:
             keys = sorted({k for row in self.curve for k in row} - {"step"})
