@@ -57,7 +57,7 @@ class Benchmark:
     oracle: bool = True  # the target train split has labels: oracle row
     quality: bool = True  # ... and a pseudo-label quality report
     cities: bool = False  # Cross-City: stages that read the target repeat over the cities
-    tables_cmd: str = "uplr tables --out reports --stage tables"
+    tables_cmd: str = "uplr tables --out reports/latest --stage tables"
 
     @property
     def folder(self) -> str:
@@ -307,7 +307,7 @@ def _tables(c: _Ctx) -> dict[str, Any]:
     return {
         "cmd": f"{RUNNER} {c.b.tables_cmd}",
         "deps": ["metrics", *c.code(spec.entry, spec.extra_code)],
-        "outs": [{"reports": {"cache": False}}],
+        "outs": [{"reports/latest": {"cache": False}}],
     }
 
 
@@ -379,7 +379,8 @@ Each stage lists exactly the params it reads and the code it runs, so a change r
 nothing else. Every command goes
 through `python -m uplr.runner`, which runs it on the host or, with UPLR_RUNNER=docker, in the image
 named by docker/IMAGE (a dependency of every stage). Every stage run is an MLflow run.
-The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last.
+The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last, and writes
+reports/latest/ (ignored by git): the published reports/ change only with `make tables`.
 Data paths come from params.yaml (${{...}} interpolation). The real benchmarks (paper scale) are
 pipelines/<benchmark>/dvc.yaml (docs/real-data.md).
 {_GENERATED}
@@ -411,7 +412,7 @@ def _real(name: str, data: str, rows: str = "; plus the oracle", extra: str = ""
     header = _REAL_HEADER.format(title=info.title, folder=info.folder, name=name, data=data, rows=rows, extra=extra,
                                  generated=_GENERATED)
     return Benchmark(name=name, header=header, init_dep=True, packaged_lists=True,
-                     tables_cmd="uplr tables --out reports --experiment ${tracking.experiment} --stage tables", **kw)
+                     tables_cmd="uplr tables --out reports/latest --experiment ${tracking.experiment} --stage tables", **kw)
 
 
 PIPELINES: dict[str, Benchmark] = {
