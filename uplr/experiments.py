@@ -61,9 +61,10 @@ ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
+TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy")  # what decides S_k's weights (UPST keeps TGAA's last ones)
 SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
-UPST_TRAIN = ("upst.iterations", "upst.rounds")
+UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
 
 
 def _keys(*groups: tuple[str, ...]) -> tuple[str, ...]:
@@ -125,16 +126,20 @@ _ROWS = (
         reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR),
         entry="uplr.stages.train_sr", doc="+ soft-balance resampling of source images over all classes"),
     Row("tgaa", "+TGAA", ("AA", "IT", "SR", "TGAA"), "sr", "translated", adversarial=True, weights="tgaa",
-        rank_from="sr",
+        init_from="sr",
         reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
                     ("evaluate.batch_size",)), entry="uplr.stages.train_tgaa",
-        doc="+ resampling towards the top-k uncertain target classes S_k, re-ranked at the start of each "
-            "of t stages (S1 ranked by the +SR model); each stage's snapshot is evaluated (Figure 6)"),
-    Row("upst", "+UPST", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated", pseudo=True, init_from="tgaa",
-        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, UPST_TRAIN, UPST_LABELS,
-                    ("evaluate.batch_size",)),
+        doc="continues the +SR model and its discriminators for tgaa.iterations, drawing source images "
+            "towards the top-k uncertain target classes S_k, re-ranked with the model being trained at the "
+            "start of each of tgaa.stages stages; each stage's snapshot is evaluated (Figure 6)"),
+    Row("upst", "+UPST", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated", adversarial=True,
+        weights="tgaa", pseudo=True, init_from="tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR, TGAA_WEIGHTS,
+                    UPST_TRAIN, UPST_LABELS, ("evaluate.batch_size",)),
         entry="uplr.stages.train_upst",
-        doc="+ self-training from the +TGAA model on its uncertainty-aware pseudo labels (+ source)"),
+        doc="continues the +TGAA model: every component above it (source CE on the translated set with "
+            "TGAA's last weights, the adversarial term with its discriminators) plus CE on its "
+            "uncertainty-aware pseudo labels"),
     Row("oracle", "Oracle (target-supervised)", (), None, "target", table="",
         reads=_keys(DATA_TARGET, WORKERS, TRAIN), needs_target_labels=True,
         doc="target labels: the target-supervised upper bound (not a UDA method)"),
