@@ -97,6 +97,7 @@ class Row:
     labels: str = ""  # pseudo labels: "" = the pseudo_label stage's, else the LABELS variant's
     steps_from: str = ""  # a control row continued from its parent: the section ("tgaa", "upst") whose
     # iterations and lr_schedule it trains with (as long as the row it is the control for)
+    versus: str | None = None  # a variant or control: the row of Table 3 it is compared with
     doc: str = ""
 
     @property
@@ -153,13 +154,13 @@ _UPST_READS = _keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVE
 _VARIANTS = (
     # controls: as many steps as the component's row, without the component
     Row("sr_more", "+SR, continued (control for +TGAA)", ("AA", "IT", "SR"), "sr", "translated", adversarial=True,
-        weights="sr", init_from="sr", table="variants", steps_from="tgaa", entry="uplr.stages.train_more",
+        weights="sr", init_from="sr", table="variants", steps_from="tgaa", versus="tgaa", entry="uplr.stages.train_more",
         reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR,
                     ("tgaa.iterations", "tgaa.lr_schedule")),
         doc="the +SR model continued for tgaa.iterations with SR's weights over all classes: what +TGAA's "
             "steps give without S_k"),
     Row("tgaa_more", "+TGAA, continued (control for +UPST)", ("AA", "IT", "SR", "TGAA"), "tgaa", "translated",
-        adversarial=True, weights="tgaa", init_from="tgaa", table="variants", steps_from="upst",
+        adversarial=True, weights="tgaa", init_from="tgaa", table="variants", steps_from="upst", versus="upst",
         entry="uplr.stages.train_more",
         reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR, TGAA_WEIGHTS,
                     ("upst.iterations", "upst.lr_schedule")),
@@ -167,13 +168,14 @@ _VARIANTS = (
             "without self-training"),
     # self-training on each baseline's pseudo labels: GMM vs thresholds, end to end
     *(Row(f"upst_{m}", f"+UPST, {m} pseudo labels", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated",
-          adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants", labels=m,
+          adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants", labels=m, versus="upst",
           overrides=(("upst.method", m),), entry="uplr.stages.train_upst", reads=_UPST_READS,
           doc=f"+UPST self-trained on the {m} baseline's pseudo labels instead of the GMM's")
       for m in ("threshold", "bdl", "cbst")),
     # the paper's choices against ours
     Row("tgaa_scratch", "+TGAA from scratch (tgaa.init: scratch)", ("AA", "IT", "SR", "TGAA"), "sr", "translated",
         adversarial=True, weights="tgaa", init_from="sr", table="variants", overrides=(("tgaa.init", "scratch"),),
+        versus="tgaa",
         entry="uplr.stages.train_tgaa",
         reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
                     ("evaluate.batch_size",)),
