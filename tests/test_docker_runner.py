@@ -467,33 +467,49 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _arg_defaults(ins: list[tuple[str, str]]) -> dict[str, str]:
+    out = {}
+    for i, a in ins:
+        if i == "ARG" and "=" in a:
+            k, v = a.split("=", 1)
+            out.setdefault(k, v.strip('"'))
+    return out
+
+
 def test_dockerfile_pins_base_and_installs_from_the_lock():
     ins = _instructions(DOCKERFILE.read_text())
     froms = [a for i, a in ins if i == "FROM"]
-    assert len(froms) == 1 and re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", froms[0])
+    # one stage, FROM the BASE_IMAGE build argument whose default is the pinned python image
+    assert froms == ["${BASE_IMAGE}"]
+    default = _arg_defaults(ins)["BASE_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", default)
+    assert ins.index(("FROM", "${BASE_IMAGE}")) > ins.index(("ARG", f"BASE_IMAGE={default}"))
     runs = [a for i, a in ins if i == "RUN"]
     lock_install = [r for r in runs if "-r requirements.lock" in r]
     assert len(lock_install) == 1
-    # the same flags as the venv (Makefile: `pip install --require-hashes --no-deps -r requirements.lock`)
-    for flag in ("--require-hashes", "--no-deps", "--no-cache-dir"):
-        assert flag in lock_install[0]
+    # the same flags as the venv (Makefile: `pip install --require-hashes --no-deps -r requirements.lock`),
+    # from the wheelhouse bind mount only: no index, nothing cached in a layer
+    for flag in ("--require-hashes", "--no-deps", "--no-cache-dir", "--no-index", "--find-links /wheelhouse"):
+        assert flag in lock_install[0], flag
+    assert lock_install[0].startswith("--mount=type=bind,source=build/wheelhouse,target=/wheelhouse ")
+    assert "requirements-dev.lock" not in DOCKERFILE.read_text()  # the image is the runtime set only
     makefile = (REPO / "Makefile").read_text()
     assert "--require-hashes --no-deps -r requirements.lock" in makefile
-    assert all("--no-cache-dir" in r for r in runs if "pip install" in r)
+    assert all("--no-cache-dir" in r and "--no-index" in r for r in runs if "pip install" in r)
     # the lock label is checked against the file during the build
     assert any("sha256sum --check" in r and "LOCK_SHA256" in r for r in runs)
     labels = " ".join(a for i, a in ins if i == "LABEL")
     assert 'org.uplr.requirements-lock.sha256="${LOCK_SHA256}"' in labels
-    assert froms[0].split("@")[1] in labels  # base.digest label agrees with FROM
+    # the base is recorded: the ARG is redeclared after FROM (else it is empty there) and labelled
+    after_from = ins[ins.index(("FROM", "${BASE_IMAGE}")) + 1:]
+    assert ("ARG", "BASE_IMAGE") in after_from
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
+    assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in labels
 
 
 def test_dockerfile_user_is_not_root():
     ins = _instructions(DOCKERFILE.read_text())
-    args = {}
-    for i, a in ins:
-        if i == "ARG" and "=" in a:
-            k, v = a.split("=", 1)
-            args[k] = v.strip('"')
+    args = _arg_defaults(ins)
     user = [a for i, a in ins if i == "USER"][-1]
     resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], user)
     uid = resolved.split(":")[0]
@@ -518,8 +534,12 @@ def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_lets_in_what_copy_needs():
     patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
                 if ln.strip() and not ln.startswith("#")]
-    copies = [a.split()[:-1] for i, a in _instructions(DOCKERFILE.read_text()) if i == "COPY"]
+    ins = _instructions(DOCKERFILE.read_text())
+    copies = [a.split()[:-1] for i, a in ins if i == "COPY"]
     sources = [s for c in copies for s in c if not s.startswith("--")]
+    # bind mounts from the build context go through .dockerignore too
+    sources += re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(a for i, a in ins if i == "RUN"))
+    assert "build/wheelhouse" in sources
     assert sources and all(_dockerignore_allows(s.rstrip("/"), patterns) for s in sources)
     for kept_out in (".venv", "data", "mlflow.db", ".dvc/cache", ".git", "runs"):
         assert not _dockerignore_allows(kept_out, patterns), kept_out
@@ -541,22 +561,63 @@ def test_hadolint_clean(tmp_path):
     assert res.returncode != 0 and "DL3008" in res.stdout and "DL3002" in res.stdout
 
 
+def _make_docker_build(tmp_path, *extra: str) -> list[str]:
+    """The arguments `make docker-build` gives the engine (a fake that records them); the wheelhouse
+    download is skipped (make -o)."""
+    log = tmp_path / "build.log"
+    fake_dir = tmp_path / "fake"
+    fake_dir.mkdir(exist_ok=True)
+    for name in ("docker", "podman"):
+        fake = fake_dir / name
+        # `image inspect --format {{.Id}}` (the base's id) answers a bare hex id, as Podman does
+        fake.write_text(f"#!/bin/sh\nif [ \"$1\" = image ]; then echo {'ab' * 32}; exit 0; fi\n"
+                        f"printf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n")
+        fake.chmod(0o755)
+    res = subprocess.run(["make", "--no-print-directory", "-f", "mk/docker.mk", "-o", "build/wheelhouse/.lock-sha256",
+                          "docker-build", *extra], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": f"{fake_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    return log.read_text().splitlines()
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_docker_build_passes_image_and_lock_hash(tmp_path):
-    log = tmp_path / "build.log"
-    fake = tmp_path / "docker"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n")
-    fake.chmod(0o755)
-    res = subprocess.run(["make", "--no-print-directory", "-f", "mk/docker.mk", "docker-build", f"DOCKER={fake}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    args = log.read_text().splitlines()
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'docker'}")
     pairs = _pairs(args)
     assert args[0] == "build" and args[-1] == "."
     assert ("-f", "docker/Dockerfile") in pairs
     assert ("-t", (REPO / "docker" / "IMAGE").read_text().strip()) in pairs
     lock = hashlib.sha256((REPO / "requirements.lock").read_bytes()).hexdigest()
     assert ("--build-arg", f"LOCK_SHA256={lock}") in pairs
+    # no BASE_IMAGE: the Dockerfile's pinned default, and Docker's own format
+    assert not any(a.startswith("BASE_") for a in args) and "--format" not in args
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_docker_build_with_podman_and_a_local_base(tmp_path):
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'podman'}",
+                              "BASE_IMAGE=localhost/uplr-base:bookworm")
+    pairs = _pairs(args)
+    assert ("--format", "docker") in pairs  # keeps SHELL (the OCI format drops it)
+    assert ("--build-arg", "BASE_IMAGE=localhost/uplr-base:bookworm") in pairs
+    # the local base's id, with the sha256: prefix Podman leaves out
+    assert ("--build-arg", "BASE_DIGEST=sha256:" + "ab" * 32) in pairs
+    # a base named by digest needs no lookup
+    ref = "registry.example/python@sha256:" + "cd" * 32
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'podman'}", f"BASE_IMAGE={ref}")
+    assert ("--build-arg", "BASE_DIGEST=") in _pairs(args)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_wheelhouse_downloads_the_runtime_lock_with_hashes():
+    res = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-f", "Makefile", "build/wheelhouse/.lock-sha256"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    download = [ln for ln in res.stdout.splitlines() if " download " in ln]
+    assert len(download) == 1
+    for part in ("--require-hashes", "--no-deps", "-r requirements.lock", "-d build/wheelhouse"):
+        assert part in download[0], part
+    assert "requirements-dev.lock" not in download[0] and "index-url" not in download[0]
 
 
 # --- scripts/docker_pin.py -------------------------------------------------------------------------
@@ -679,3 +740,16 @@ def test_pin_refuses_a_digest_that_does_not_match_the_manifest(pinned_dockerfile
     assert pin.main([str(pinned_dockerfile), "--registry-url", registry]) == 1
     assert "does not match" in capsys.readouterr().err
     assert pinned_dockerfile.read_text() == before
+
+
+def test_pin_rewrites_the_arg_default_when_from_names_it(tmp_path, registry):
+    pin = _load_pin()
+    p = tmp_path / "Dockerfile"
+    p.write_text(f"# digest-source: recorded by someone, not verified here\n"
+                 f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{OLD}\nFROM ${{BASE_IMAGE}}\nARG BASE_IMAGE\nUSER 1000\n")
+    assert pin.main([str(p), "--registry-url", registry]) == 0
+    new = "sha256:" + hashlib.sha256(_Registry.manifest).hexdigest()
+    text = p.read_text()
+    assert f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{new}\nFROM ${{BASE_IMAGE}}\n" in text and OLD not in text
+    p.write_text("FROM ${BASE_IMAGE}\n")
+    assert pin.main([str(p), "--registry-url", registry]) == 1

@@ -137,6 +137,9 @@ def cmd_tables(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="uplr", description=__doc__.splitlines()[0])
+    from uplr import __version__
+
+    ap.add_argument("--version", action="version", version=f"uplr {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="write the embedded benchmark (DVC stage generate)")
