@@ -209,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before the heavy imports: --version and --help need none
     from uplr.runtime import setup_logging
 
-    args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
         return args.func(args)
