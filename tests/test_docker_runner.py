@@ -506,6 +506,11 @@ def test_dockerfile_pins_base_and_installs_from_the_lock():
     assert ("ARG", "BASE_IMAGE") in after_from
     assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
     assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in labels
+    # what changes with every commit comes after the lock's layer, so a rebuild reuses it (minutes)
+    lock_step = next(n for n, (i, a) in enumerate(ins) if i == "RUN" and "-r requirements.lock" in a)
+    for arg in ("REVISION", "VERSION", "BASE_DIGEST"):
+        assert min(n for n, (i, a) in enumerate(ins) if i == "ARG" and a.startswith(arg)) > lock_step, arg
+    assert all(n > lock_step for n, (i, _) in enumerate(ins) if i == "LABEL")
 
 
 def test_dockerfile_user_is_not_root():
