@@ -2,6 +2,8 @@
 # The tag comes from docker/IMAGE; the build passes the lock's sha256, which the Dockerfile checks and
 # records as a label. DOCKER_BUILD_ARGS adds options (e.g. --build-arg UID=$$(id -u), --pull, --progress=plain).
 #
+# The revision is also given as --label: Buildah's layer cache reuses a LABEL step whose build arg
+# changed (measured with Podman 4.3: the image kept the previous commit), a --label is applied last.
 # DOCKER: the engine, docker or podman (default: UPLR_ENGINE, else docker if installed, else podman);
 #   with Podman the build uses --format docker (keeps the Dockerfile's SHELL).
 # BASE_IMAGE: the base (default: the Dockerfile's pinned python:3.11-slim-bookworm); `make docker-base`
@@ -37,6 +39,7 @@ docker-build: $(WHEELHOUSE)/.lock-sha256 ## build the pinned image (tag from doc
 	  --build-arg LOCK_SHA256="$$(sha256sum requirements.lock | cut -d ' ' -f 1)" \
 	  --build-arg VERSION="$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)" \
 	  --build-arg REVISION="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  --label org.opencontainers.image.revision="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
 	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE="$(BASE_IMAGE)" --build-arg BASE_DIGEST="$(_BASE_DIGEST)") \
 	  $(DOCKER_BUILD_ARGS) .
 

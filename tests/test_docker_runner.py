@@ -595,6 +595,9 @@ def test_make_docker_build_passes_image_and_lock_hash(tmp_path):
     assert ("-t", (REPO / "docker" / "IMAGE").read_text().strip()) in pairs
     lock = hashlib.sha256((REPO / "requirements.lock").read_bytes()).hexdigest()
     assert ("--build-arg", f"LOCK_SHA256={lock}") in pairs
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    if head:  # the commit as a --label too: a cached LABEL step would keep the previous one
+        assert ("--label", f"org.opencontainers.image.revision={head}") in pairs
     # no BASE_IMAGE: the Dockerfile's pinned default, and Docker's own format
     assert not any(a.startswith("BASE_") for a in args) and "--format" not in args
 
