@@ -1,4 +1,5 @@
-# uplr — `make help` lists the targets. Everything runs inside .venv, built from requirements.lock.
+# uplr — `make help` lists the targets. Everything runs inside .venv, built from requirements.lock and
+# requirements-dev.lock.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3.11
@@ -17,19 +18,28 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock \
+	  -r requirements-dev.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv from the hash-pinned lock and install uplr (idempotent)
+setup: $(STAMP) ## create .venv from the hash-pinned locks (runtime + dev) and install uplr (idempotent)
 
-lock: ## regenerate requirements.lock (hash-pinned) from requirements.in
-	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile requirements.in --override requirements-overrides.txt --generate-hashes \
-	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-strategy unsafe-best-match \
-	  --index-url https://pypi.org/simple --extra-index-url file:///opt/pypi-more/simple -o requirements.lock
+# Two locks from one resolution: requirements.lock (runtime: what the stages import; the container image
+# installs only this) and requirements-dev.lock (DVC, test and lint tools), compiled with the runtime
+# lock as constraints and listing only what the runtime lock does not. uv prefers the versions already
+# in the output files; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them.
+# The package index is PyPI unless the environment says otherwise: uv reads UV_INDEX_URL,
+# UV_EXTRA_INDEX_URL (and UV_INDEX_STRATEGY) itself, so a site mirror or proxy is set there, never here.
+LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --override requirements-overrides.txt \
+  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: setup ## regenerate requirements.lock + requirements-dev.lock (hash-pinned) from requirements*.in
+	$(UV_COMPILE) requirements.in -o requirements.lock
+	$(UV_COMPILE) requirements-dev.in -c requirements.lock -o requirements-dev.lock \
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements.lock)
 
 DEMO_STAGES := evaluate_source_only@0 evaluate_oracle@0
 # the evaluation stages of Table 3's rows + the oracle, and of the variants and controls (uplr/experiments.py)

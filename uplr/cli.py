@@ -149,6 +149,9 @@ def cmd_tables(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="uplr", description=__doc__.splitlines()[0])
+    from uplr import __version__
+
+    ap.add_argument("--version", action="version", version=f"uplr {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="write the embedded benchmark (DVC stage generate)")
@@ -218,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before the heavy imports: --version and --help need none
     from uplr.runtime import setup_logging
 
-    args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
         return args.func(args)
