@@ -4,6 +4,16 @@ Chain: per-image class pixel counts -> class probability p_c -> image probabilit
 a class set S: all classes for SR, the top-k uncertain target classes S_k for TGAA) -> rectified
 p̂_i; source images are then drawn with probability proportional to p̂_i.
 
+TGAA's weights (:func:`tgaa_weights`, ``tgaa.weights``) come in two forms:
+
+* ``sk_only``: the paper's formula read literally, p_i over the classes of S_k only; images without a
+  class of S_k fall to the 0.1 floor of p̂, so SR's balance of every other rare class is dropped;
+* ``sr_boost_sk`` (default, ours): SR's p_i over all classes, with p_c of the classes in S_k multiplied
+  by ``tgaa.boost`` (:func:`boosted_class_prob`), so TGAA adds to SR instead of replacing it.
+
+S_k's candidates are the classes present in the source (and in the evaluated class set): a class with no
+source pixel cannot be resampled, so it never takes a slot (:func:`tgaa_candidates`).
+
 The paper gives no values for λ, α, μ. p_i is tiny and depends on the dataset size (p_c ∝ 1/N_c),
 so a fixed α means nothing across datasets: :func:`auto_mu_alpha` derives μ and α from the p_i
 themselves. Those are this suite's defaults, not the paper's.
@@ -185,6 +195,54 @@ def auto_mu_alpha(
     return mu, 1.0
 
 
+def boosted_class_prob(
+    p_c: Sequence[float] | np.ndarray,
+    N_c: Sequence[float] | np.ndarray,  # noqa: N803
+    boosted: Sequence[int],
+    boost: float,
+) -> np.ndarray:
+    """Class probability with the classes of S_k boosted (ours; the paper's TGAA has no such factor):
+
+        p̃_c = m_c p_c / Σ_c' m_c' p_c' N_c',   m_c = boost if c ∈ S_k else 1
+
+    p_c (:func:`class_sampling_prob`) is a per-pixel probability, Σ_c p_c N_c = 1; the normalisation keeps
+    that (Σ_c p̃_c N_c = 1), so p_i keeps SR's scale and a fixed α, μ mean the same with or without the
+    boost (the automatic α, μ do not depend on the scale anyway). boost = 1 gives SR's p_c back.
+    """
+    boost = float(boost)
+    if not (math.isfinite(boost) and boost > 0):
+        raise UplrError(f"tgaa.boost must be a finite number > 0 (1 = SR's weights), got {boost}")
+    p = np.asarray(p_c, dtype=np.float64).reshape(-1)
+    n = np.asarray(N_c, dtype=np.float64).reshape(-1)
+    if p.shape != n.shape:
+        raise UplrError(f"boosted_class_prob: p_c has {p.size} classes, N_c {n.size}")
+    m = np.where(_class_mask(p.size, boosted), boost, 1.0)
+    mass = float((m * p * n).sum())
+    return m * p / mass if mass > 0 else np.zeros_like(p)
+
+
+def class_rate_vs_uniform(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """How often each class's pixels are drawn under ``weights`` relative to uniform image sampling:
+
+        r_c = (Σ_x w_x N_c(x) / Σ_x w_x) / (Σ_x N_c(x) / n)
+
+    r_c = 1: as often as uniform sampling; NaN for a class with no source pixel. (A diagnostic, logged
+    per TGAA stage: it shows which classes a weighting favours.)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if counts.ndim != 2 or counts.shape[0] != w.size:
+        raise UplrError(f"class_rate_vs_uniform: counts {counts.shape} and {w.size} weights do not match")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise UplrError("class_rate_vs_uniform: weights must be finite, >= 0 and not all 0")
+    drawn = (w @ counts) / w.sum()
+    uniform = counts.sum(axis=0) / counts.shape[0]
+    out = np.full(counts.shape[1], np.nan)
+    ok = uniform > 0
+    out[ok] = drawn[ok] / uniform[ok]
+    return out
+
+
 @dataclass
 class SoftBalanceWeights:
     """Every intermediate of the soft-balance chain, for logging (e.g. μ and α to MLflow)."""
@@ -204,12 +262,21 @@ def soft_balance_weights(
     classes: Sequence[int] | None = None,
     mu_quantile: float = 0.5,
     spread: tuple[float, float] = (0.1, 0.9),
+    boost_classes: Sequence[int] | None = None,
+    boost: float = 1.0,
 ) -> SoftBalanceWeights:
-    """The whole chain from an n_images x C count matrix; ``alpha``/``mu`` = None: :func:`auto_mu_alpha`."""
+    """The whole chain from an n_images x C count matrix; ``alpha``/``mu`` = None: :func:`auto_mu_alpha`.
+
+    ``classes``: the set S of p_i (None: all classes). ``boost_classes``: p_c of these classes is
+    multiplied by ``boost`` (:func:`boosted_class_prob`) before p_i; the returned ``p_c`` is the boosted one.
+    """
     counts = np.asarray(counts)
     if counts.ndim != 2:
         raise UplrError(f"soft_balance_weights: counts must be n_images x C, got shape {counts.shape}")
-    p_c = class_sampling_prob(counts.sum(axis=0, dtype=np.float64), lam)
+    n_c = counts.sum(axis=0, dtype=np.float64)
+    p_c = class_sampling_prob(n_c, lam)
+    if boost_classes is not None:
+        p_c = boosted_class_prob(p_c, n_c, boost_classes, boost)
     p_i = image_sampling_prob(counts, p_c, lam, classes)
     if alpha is None or mu is None:
         auto_mu, auto_alpha = auto_mu_alpha(p_i, mu_quantile=mu_quantile, spread=spread)
@@ -237,3 +304,86 @@ def sampling_weights(
 ) -> np.ndarray:
     """p̂_i for every source image; images are drawn with probability ∝ p̂_i (not normalised here)."""
     return soft_balance_weights(counts, lam, alpha, mu, classes, mu_quantile).p_hat
+
+
+#: ``tgaa.weights`` values (see the module docstring).
+TGAA_WEIGHTS = ("sr_boost_sk", "sk_only")
+
+
+def tgaa_candidates(counts: np.ndarray, evaluated: Sequence[int] | None = None) -> list[int]:
+    """The classes that may take an S_k slot: present in the source (Σ_x N_c(x) > 0) and, when
+    ``evaluated`` is given, in the evaluated class set (e.g. SYNTHIA's 16). Ascending class ids.
+
+    A class without source pixels cannot be resampled (every weight ignores it), so ranking it would only
+    waste a slot: on SYNTHIA terrain, truck and train would otherwise take three of five.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2:
+        raise UplrError(f"tgaa_candidates: counts must be n_images x C, got shape {counts.shape}")
+    present = counts.sum(axis=0) > 0
+    keep = present & _class_mask(counts.shape[1], evaluated)
+    return [int(c) for c in np.flatnonzero(keep)]
+
+
+def tgaa_weights(
+    counts: np.ndarray,
+    class_entropy: Sequence[float] | np.ndarray,
+    cfg_tgaa,
+    cfg_resample,
+    candidates: Sequence[int] | None = None,
+) -> tuple[np.ndarray, list[int], dict]:
+    """One TGAA stage's source sampling weights: rank S_k, then weight the source images.
+
+    ``counts``: n_images x C source pixel counts N_c(x); ``class_entropy``: I^c on the target (NaN: class
+    never predicted); ``cfg_tgaa``: ``k``, ``nan_policy``, ``weights``, ``boost`` (:class:`~uplr.config.TGAAConfig`);
+    ``cfg_resample``: ``lam``, ``alpha``, ``mu``, ``mu_quantile`` (:class:`~uplr.config.ResampleConfig`);
+    ``candidates``: the evaluated class set (None: every class); classes absent from the source are always
+    left out (:func:`tgaa_candidates`).
+
+    1. S_k = :func:`~uplr.method.uncertainty.top_k_uncertain` over the candidates (``nan_policy``);
+    2. ``weights``:
+
+       * ``sr_boost_sk``: p̃_c = :func:`boosted_class_prob` (p_c, S_k, ``boost``), p_i over all classes
+         with p̃_c, then p̂_i (SR's chain with S_k boosted);
+       * ``sk_only``: p_i over the classes of S_k only with SR's p_c (the paper read literally), then p̂_i.
+
+    ``nan_policy`` (a class never predicted on the target, I^c = NaN) acts on the ranking, the same for
+    both weightings: ``first`` puts such a class (if it has source pixels) at the top of S_k — with
+    ``sr_boost_sk`` its source images get the boost on top of SR's balance, with ``sk_only`` they are among
+    the only images drawn above the floor; ``last`` ranks it after every measured class, so it enters S_k
+    only when fewer than k classes were predicted.
+
+    Returns (p̂ per image, S_k most uncertain first, info) with info JSON-safe: the mode, boost, S_k,
+    candidates, μ, α, p_i_nonzero, and the per-class drawing rate relative to uniform sampling
+    (:func:`class_rate_vs_uniform`, None for a class without source pixels).
+    """
+    from uplr.method.uncertainty import top_k_uncertain
+
+    mode = cfg_tgaa.weights
+    if mode not in TGAA_WEIGHTS:
+        raise UplrError(f"tgaa.weights must be one of {', '.join(TGAA_WEIGHTS)}, got {mode!r}")
+    counts = np.asarray(counts)
+    cands = tgaa_candidates(counts, candidates)
+    ent = np.asarray(class_entropy, dtype=np.float64).reshape(-1)
+    if ent.size != counts.shape[1]:
+        raise UplrError(f"tgaa_weights: {ent.size} class entropies but counts has {counts.shape[1]} classes")
+    s_k = top_k_uncertain(ent, cfg_tgaa.k, classes=cands, nan_policy=cfg_tgaa.nan_policy)
+    r = cfg_resample
+    if mode == "sk_only":
+        sb = soft_balance_weights(counts, r.lam, r.alpha, r.mu, classes=s_k, mu_quantile=r.mu_quantile)
+    else:
+        sb = soft_balance_weights(counts, r.lam, r.alpha, r.mu, classes=None, mu_quantile=r.mu_quantile,
+                                  boost_classes=s_k, boost=cfg_tgaa.boost)
+    rate = class_rate_vs_uniform(counts, sb.p_hat)
+    info = {
+        "weights_mode": mode,
+        "boost": float(cfg_tgaa.boost) if mode == "sr_boost_sk" else None,
+        "S_k": s_k,
+        "candidates": cands,
+        "mu": sb.mu,
+        "alpha": sb.alpha,
+        "p_i_nonzero": int((sb.p_i > 0).sum()),
+        "rate_vs_uniform": [None if np.isnan(v) else float(v) for v in rate],
+    }
+    log.info("TGAA weights (%s): S_k = %s over %d candidate classes", mode, s_k, len(cands))
+    return sb.p_hat, s_k, info

@@ -95,10 +95,10 @@ def build_job(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[T
     raise UplrError(f"unknown row {row!r}; valid rows are {', '.join(ROWS)}")
 
 
-def _rank_classes(cfg: Config, model, dist) -> tuple[list[int], np.ndarray]:
-    """S_k: the k classes with the highest class-level entropy on the target train split."""
+def _rank_classes(cfg: Config, model, dist) -> np.ndarray:
+    """I^c: the class-level entropy of ``model`` on the target train split (NaN: never predicted)."""
     from uplr.evaluate.inference import iter_probs
-    from uplr.method.uncertainty import ClassEntropyMeter, top_k_uncertain
+    from uplr.method.uncertainty import ClassEntropyMeter
 
     was = model.training
     model.eval()
@@ -109,7 +109,7 @@ def _rank_classes(cfg: Config, model, dist) -> tuple[list[int], np.ndarray]:
     meter.all_reduce()
     model.train(was)
     ent = meter.value
-    return top_k_uncertain(ent, cfg.tgaa.k, nan_policy=cfg.tgaa.nan_policy), ent
+    return ent
 
 
 def run_tgaa(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any], mlrun, stage: str,
@@ -117,7 +117,9 @@ def run_tgaa(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any],
     """t stages: rank S_k with the current model, resample towards S_k, train a stage, evaluate it."""
     from uplr.data.labels import CLASSES_19
     from uplr.evaluate.inference import load_model
-    from uplr.stages.evaluate import log_evaluation, score_model
+    from uplr.method.resampling import tgaa_weights
+    from uplr.stages.class_stats import load_counts
+    from uplr.stages.evaluate import log_evaluation, score_model, subsets_for
 
     t = cfg.tgaa.stages
     bounds = [round(job.iterations * (s + 1) / t) for s in range(t)]
@@ -128,8 +130,10 @@ def run_tgaa(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any],
             continue  # this stage was finished and evaluated before a resume
         if s > len(history):  # rank at the start of the stage (stage 1: with the SR model)
             ranker = load_model(cfg, args["rank_model"], trainer.device) if s == 1 else trainer.model
-            s_k, ent = _rank_classes(cfg, ranker, trainer.dist)
-            w, info = _sr_weights(cfg, args["class_stats"], len(job.labeled), classes=s_k)
+            ent = _rank_classes(cfg, ranker, trainer.dist)
+            evaluated = sorted(set().union(*subsets_for(cfg).values()))  # S_k candidates: evaluated, in the source
+            w, s_k, info = tgaa_weights(load_counts(args["class_stats"], len(job.labeled)), ent, cfg.tgaa,
+                                        cfg.resample, evaluated)
             history.append({"stage": s, "S_k": s_k, "S_k_names": [CLASSES_19[c] for c in s_k],
                             "class_entropy": [None if np.isnan(v) else float(v) for v in ent],
                             "weights": w.tolist(), **info})
