@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def selector_params(cfg: Config, method: str) -> dict[str, Any]:
     u = cfg.upst
-    return {"gmm": {"bins": u.bins}, "threshold": {"threshold": u.threshold}, "bdl": {"cap": u.bdl_cap, "bins": u.bins},
+    return {"gmm": {"bins": u.bins, "rule": u.gmm_rule}, "threshold": {"threshold": u.threshold}, "bdl": {"cap": u.bdl_cap, "bins": u.bins},
             "cbst": {"portion": u.cbst_portion, "bins": u.bins}}.get(method, {})
 
 
@@ -62,7 +62,9 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
                    {"method": cfg.upst.method, **selector_params(cfg, cfg.upst.method)}) as mlrun:
         model = load_model(cfg, model_path, dist.device)
         result = write_pseudo_labels(cfg, model, dist.device, out)
-        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all")})
+        shares = zip(CLASSES_19, result["kept_share"], strict=False)  # per class: logged for every rule
+        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all"),
+                           **{f"kept_share/{c}": v for c, v in shares if v is not None}})
         if summary is not None:
             write_json(summary, result)
             mlrun.log_artifact(summary)
