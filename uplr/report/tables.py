@@ -10,13 +10,15 @@ Tables: 1 (GTA5 → Cityscapes) and 2 (SYNTHIA → Cityscapes) with the peers' r
 ("Ours (AA)") and upst ("Ours (ST)") and the delta to the paper; 3 (the ablation) for GTA5 and the
 embedded benchmark; Cross-City (per-city mIoU over the 13 NTHU classes); the embedded benchmark's
 per-class table; Figure 6 (IoU of infrequent classes over TGAA's stages, rows ``tgaa@S<k>``).
+
+Longer than 400 lines because every table shares the cell and note conventions defined at its top; the
+Markdown/LaTeX/CSV writing itself is in render.py and the figures in figures.py.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from uplr.report.reference import (
     Reference,
     load_reference,
 )
-from uplr.report.render import CHECK, NOT_RUN, Table, fmt, fmt_delta, fmt_paper
+from uplr.report.render import CHECK, NOT_RUN, Figure, Table, fmt, fmt_delta, fmt_paper
 from uplr.report.runs import MIOU_COLUMNS, aggregate, class_pixel_fraction, evaluation_runs
 
 log = logging.getLogger(__name__)
@@ -51,12 +53,6 @@ CONVENTIONS = (
     "MLflow; `n/a` = class absent from ground truth and predictions (IoU undefined); `-` = not reported "
     "by the paper. When a configuration and seed was evaluated more than once, the newest run counts."
 )
-
-
-@dataclass
-class Figure:
-    name: str  # PNG file name
-    draw: Callable[[Path], None]
 
 
 class Results:
