@@ -29,7 +29,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from uplr.method.gmm import certainty_posterior_wins, fit_gmm_1d, keep_mask, monotone_threshold
+from uplr.method.gmm import certainty_posterior_wins, fit_gmm_1d
+from uplr.method.gmm_rules import keep_mask, monotone_threshold
 from uplr.method.pseudo import IGNORE, class_histogram
 
 # Approximate Cityscapes train pixel shares of the 19 classes (road .. bicycle).

@@ -207,7 +207,7 @@ def test_bad_inputs_raise_uplr_error():
 
 
 def test_monotone_threshold_hand_computed():
-    from uplr.method.gmm import monotone_threshold
+    from uplr.method.gmm_rules import monotone_threshold
 
     # equal variances 0.01, means 0.2 / 0.6, equal weights: log_odds = 16 - 40 I, one boundary at 0.4
     assert monotone_threshold(_params([0.5, 0.5], [0.2, 0.6], [0.01, 0.01]))[0] == pytest.approx(0.4, abs=1e-12)
@@ -222,7 +222,7 @@ def test_monotone_threshold_hand_computed():
     x = np.array([0.0, lo - 1e-6, lo + 1e-6, 0.4, hi + 1e-6, 1.0])
     cls = np.zeros(len(x), dtype=np.int64)
     assert certainty_posterior_wins(x, cls, params).tolist() == [True, True, False, False, True, True]
-    from uplr.method.gmm import keep_mask
+    from uplr.method.gmm_rules import keep_mask
 
     assert keep_mask(x, cls, params, "monotone").tolist() == [True, True, False, False, False, False]
     assert keep_mask(x, cls, params, "posterior").tolist() == [True, True, False, False, True, True]
@@ -240,7 +240,7 @@ def test_monotone_threshold_hand_computed():
 def test_monotone_keeps_the_most_certain_pixels_where_the_posterior_drops_them():
     """Certain mode narrow (sd 0.02) at 0.3, the other wide (sd 0.2) at 0.5: at I = 0 the wide component
     wins, so the posterior rejects the most certain pixels; monotone keeps everything below its boundary."""
-    from uplr.method.gmm import keep_mask, monotone_threshold
+    from uplr.method.gmm_rules import keep_mask, monotone_threshold
 
     params = _params([0.5, 0.5], [0.3, 0.5], [0.02**2, 0.2**2])
     t = monotone_threshold(params)[0]
@@ -284,7 +284,7 @@ def _out_of_order(entropy: np.ndarray, cls: np.ndarray, keep: np.ndarray, num: i
 
 def test_monotone_never_keeps_a_pixel_above_a_rejected_ones_entropy():
     """Property over random bimodal / unimodal / entropy-like histograms and the wide-certain case."""
-    from uplr.method.gmm import keep_mask, kept_share_from_histogram
+    from uplr.method.gmm_rules import keep_mask, kept_share_from_histogram
 
     rng = np.random.default_rng(0)
     bins = 512

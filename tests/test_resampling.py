@@ -169,7 +169,7 @@ def test_boosted_class_prob_by_hand():
 
 
 def test_tgaa_weights_sr_boost_sk_by_hand():
-    from uplr.method.resampling import tgaa_weights
+    from uplr.method.tgaa import tgaa_weights
 
     # class 2 is the most uncertain: S_k = [2]. p_i over all classes with p~ = (1/210, 1/105, 2/63):
     # x1: 1/210; x2: 0.6/210 + 0.4/105 = 1/150; x3: 0.5/105 + 0.5 * 2/63 = 13/630
@@ -182,7 +182,7 @@ def test_tgaa_weights_sr_boost_sk_by_hand():
 
 
 def test_tgaa_weights_sk_only_by_hand():
-    from uplr.method.resampling import tgaa_weights
+    from uplr.method.tgaa import tgaa_weights
 
     # p_i over S_k = {2} only with SR's p_c: x1, x2 hold no class 2 -> 0; x3: 1 * 1/54
     tg, rs = _cfgs(weights="sk_only", alpha=1080.0, mu=1 / 108)
@@ -193,7 +193,7 @@ def test_tgaa_weights_sk_only_by_hand():
 
 
 def test_tgaa_weights_boost_one_is_sr():
-    from uplr.method.resampling import tgaa_weights
+    from uplr.method.tgaa import tgaa_weights
 
     tg, rs = _cfgs(boost=1.0)
     w, _s_k, _info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
@@ -210,7 +210,7 @@ def test_class_rate_vs_uniform_by_hand():
 
 
 def test_s_k_never_holds_a_class_absent_from_the_source():
-    from uplr.method.resampling import tgaa_candidates, tgaa_weights
+    from uplr.method.tgaa import tgaa_candidates, tgaa_weights
 
     counts = np.array([[5, 0, 3, 0, 1], [0, 0, 2, 0, 4], [7, 0, 0, 0, 0]])  # classes 1 and 3: no source pixel
     ent = [0.2, float("nan"), 0.5, 0.99, 0.1]  # 1 never predicted (ranks first), 3 the most uncertain
@@ -238,7 +238,7 @@ def test_s_k_never_holds_a_class_absent_from_the_source():
 
 
 def test_tgaa_weights_rejects_an_unknown_mode():
-    from uplr.method.resampling import tgaa_weights
+    from uplr.method.tgaa import tgaa_weights
 
     tg, rs = _cfgs(weights="sk")
     with pytest.raises(UplrError, match="tgaa.weights must be one of sr_boost_sk, sk_only"):

@@ -176,7 +176,7 @@ def test_top_k_ties_and_nan_policy():
 
 def test_top_k_over_source_candidates_skips_absent_classes_even_when_nan_ranks_first():
     """SYNTHIA-like: classes 9, 14, 16 have no source pixel; never predicted (NaN) they would rank first."""
-    from uplr.method.resampling import tgaa_candidates
+    from uplr.method.tgaa import tgaa_candidates
 
     counts = np.ones((2, 19), dtype=np.int64)
     counts[:, [9, 14, 16]] = 0

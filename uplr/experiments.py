@@ -61,7 +61,7 @@ ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
+SELECTORS = ("upst.bins", "upst.gmm_rule", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
 UPST_TRAIN = ("upst.iterations", "upst.rounds")
 

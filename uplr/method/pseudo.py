@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from uplr.errors import UplrError
-from uplr.method.gmm import GmmParams, fit_gmm_1d, keep_mask, kept_share_from_histogram, monotone_threshold
+from uplr.method.gmm import GmmParams, fit_gmm_1d
+from uplr.method.gmm_rules import GMM_RULES, keep_mask, kept_share_from_histogram, monotone_threshold
 from uplr.method.uncertainty import pixel_entropy
 
 log = logging.getLogger(__name__)
@@ -300,8 +301,6 @@ class GmmSelector(Selector):
     def __init__(self, bins: int = 2048, max_iter: int = 500, tol: float = 1e-6, reg_covar: float = 1e-6,
                  rule: str = "posterior") -> None:
         super().__init__(bins)
-        from uplr.method.gmm import GMM_RULES
-
         if rule not in GMM_RULES:
             raise UplrError(f"upst.gmm_rule must be one of {', '.join(GMM_RULES)}, got {rule!r}")
         self.max_iter, self.tol, self.reg_covar, self.rule = int(max_iter), float(tol), float(reg_covar), rule

@@ -21,7 +21,7 @@ from uplr.data.labels import CLASSES_19
 from uplr.evaluate.inference import iter_probs, load_model
 from uplr.evaluate.scoring import log_evaluation, score_model, subsets_for
 from uplr.io import write_json
-from uplr.method.resampling import tgaa_weights
+from uplr.method.tgaa import tgaa_weights
 from uplr.method.uncertainty import ClassEntropyMeter
 from uplr.train.loop import Trainer, TrainJob
 from uplr.train.rowrun import plain_job, train_row
