@@ -11,8 +11,9 @@ Two window conventions (``translate.window``), both with b = floor(min(H, W) * b
   DC term, i.e. each channel's mean). This is the window of FDA's numpy routine ``low_freq_mutate_np``
   (shifted rows floor(H/2) - b .. floor(H/2) + b), so ``beta = 0.01`` means what it means in the FDA
   papers. [source: the routine as found in public copies of FDA's code via code search; not checked
-  against the original repository at a pinned commit.] FDA's PyTorch training code swaps corner blocks
-  of an rfft spectrum instead (frequencies -b..b-1: 2b wide, +b left out); we do not follow that variant.
+  against the original repository at a pinned commit.] FDA's PyTorch training code (same source) swaps
+  b x b corner blocks of the unshifted rfft amplitude instead (rows: frequencies -b..b-1, so +b is left
+  out); we do not follow that variant.
   Where 2b + 1 exceeds a side, the window is clipped to the frequencies that exist (FDA's slicing would
   go wrong there; beta that large is not a low-frequency swap anyway).
 * ``floor`` (this suite's earlier convention): b is the window's *side*: a b x b square at
