@@ -246,3 +246,13 @@ def test_tgaa_weights_rejects_an_unknown_mode():
     tg, rs = _cfgs()
     with pytest.raises(UplrError, match="2 class entropies"):
         tgaa_weights(COUNTS, [0.1, 0.2], tg, rs)
+
+
+def test_weights_for_a_kept_s_k_equal_the_ranked_stage():
+    """The rows continuing +TGAA rebuild its weights from the saved S_k: the same numbers, either mode."""
+    from uplr.method.tgaa import tgaa_weights, weights_for_s_k
+
+    for mode in ("sr_boost_sk", "sk_only"):
+        tg, rs = _cfgs(weights=mode)
+        w, s_k, _info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+        np.testing.assert_array_equal(weights_for_s_k(COUNTS, s_k, tg, rs)[0], w)

@@ -57,7 +57,7 @@ class Benchmark:
     oracle: bool = True  # the target train split has labels: oracle row
     quality: bool = True  # ... and a pseudo-label quality report
     cities: bool = False  # Cross-City: stages that read the target repeat over the cities
-    tables_cmd: str = "uplr tables --out reports --stage tables"
+    tables_cmd: str = "uplr tables --out reports/latest --stage tables"
 
     @property
     def folder(self) -> str:
@@ -149,8 +149,8 @@ class _Ctx:
             return f"runs/source_only/seed{lp.seed}/model.pt"
         return f"{self.run_dir(row, lp)}/model.pt"
 
-    def pseudo(self, lp: Loop) -> str:
-        return f"{lp.under('pseudo')}/upst/seed{lp.seed}/round1"
+    def pseudo(self, lp: Loop, labels: str = "") -> str:
+        return f"{lp.under('pseudo')}/{labels or 'upst'}/seed{lp.seed}/round1"
 
     def overrides(self, lp: Loop, translated: bool = False) -> str:
         """Command-line overrides of a per-city stage: its city and, where IT data is used, its folder."""
@@ -161,8 +161,10 @@ class _Ctx:
             out += f" -o translate.out={self.translated(lp)}"
         return out
 
-    def cmd(self, args: str, lp: Loop, stage: str, translated: bool = False) -> str:
-        return f"{RUNNER} uplr {args}{self.overrides(lp, translated)} --stage {lp.name(stage)}"
+    def cmd(self, args: str, lp: Loop, stage: str, translated: bool = False,
+            pinned: tuple[tuple[str, str], ...] = ()) -> str:
+        pins = "".join(f" -o {k}={v}" for k, v in pinned)
+        return f"{RUNNER} uplr {args}{self.overrides(lp, translated)}{pins} --stage {lp.name(stage)}"
 
     def code(self, entry: str, extra: tuple[str, ...] = ()) -> list[str]:
         """The stage's code dependencies: its files, a package folder where every module in it is used."""
@@ -248,8 +250,8 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
         args += f" --rank-model {c.model(row.rank_from, lp)}"
         data.append(c.model(row.rank_from, lp))
     if row.pseudo:
-        args += f" --pseudo {c.pseudo(lp)}"
-        data.append(c.pseudo(lp))
+        args += f" --pseudo {c.pseudo(lp, row.labels)}"
+        data.append(c.pseudo(lp, row.labels))
     if row.init_from:
         args += f" --init-model {c.model(row.init_from, lp)}"
         data.append(c.model(row.init_from, lp))
@@ -261,7 +263,7 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     if row.pseudo:  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
         outs.append(f"{run}/later_rounds")
     return lp.wrap({
-        "cmd": c.cmd(args, lp, row.train_stage, translated),
+        "cmd": c.cmd(args, lp, row.train_stage, translated, row.overrides),
         "deps": [*data, *c.lists(), *c.code(row.entry)],
         "params": _params(row.reads),
         "outs": outs,
@@ -269,15 +271,17 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     })
 
 
-def _pseudo(c: _Ctx, kind: str) -> dict[str, Any]:
+def _pseudo(c: _Ctx, kind: str, labels: str = "") -> dict[str, Any]:
     lp = c.loop()
     spec = X.STAGES[kind]
     model = c.model(X.PSEUDO_FROM, lp)
     body: dict[str, Any] = {"deps": [model, c.target(lp), *c.lists(), *c.code(spec.entry)],
                             "params": _params(spec.reads)}
     if kind == "pseudo_label":
-        out = c.pseudo(lp)
-        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --out {out} --summary {out}.json", lp, kind)
+        out = c.pseudo(lp, labels)
+        name = f"pseudo_label_{labels}" if labels else kind
+        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --out {out} --summary {out}.json", lp, name,
+                            pinned=X.LABELS[labels])
         body["outs"] = [out, {f"{out}.json": {"cache": False}}]
     else:
         out = f"{lp.under('metrics/pseudo_quality')}/seed{lp.seed}.json"
@@ -307,7 +311,7 @@ def _tables(c: _Ctx) -> dict[str, Any]:
     return {
         "cmd": f"{RUNNER} {c.b.tables_cmd}",
         "deps": ["metrics", *c.code(spec.entry, spec.extra_code)],
-        "outs": [{"reports": {"cache": False}}],
+        "outs": [{"reports/latest": {"cache": False}}],
     }
 
 
@@ -327,7 +331,8 @@ def stages(b: Benchmark) -> dict[str, Any]:
     for row in rows:
         if not row.pseudo:
             out[row.train_stage] = _train(c, row)
-    out["pseudo_label"] = _pseudo(c, "pseudo_label")
+    for labels in X.LABELS:
+        out[f"pseudo_label_{labels}" if labels else "pseudo_label"] = _pseudo(c, "pseudo_label", labels)
     if b.quality:
         out["pseudo_quality"] = _pseudo(c, "pseudo_quality")
     for row in rows:
@@ -379,7 +384,8 @@ Each stage lists exactly the params it reads and the code it runs, so a change r
 nothing else. Every command goes
 through `python -m uplr.runner`, which runs it on the host or, with UPLR_RUNNER=docker, in the image
 named by docker/IMAGE (a dependency of every stage). Every stage run is an MLflow run.
-The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last.
+The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last, and writes
+reports/latest/ (ignored by git): the published reports/ change only with `make tables`.
 Data paths come from params.yaml (${{...}} interpolation). The real benchmarks (paper scale) are
 pipelines/<benchmark>/dvc.yaml (docs/real-data.md).
 {_GENERATED}
@@ -411,7 +417,7 @@ def _real(name: str, data: str, rows: str = "; plus the oracle", extra: str = ""
     header = _REAL_HEADER.format(title=info.title, folder=info.folder, name=name, data=data, rows=rows, extra=extra,
                                  generated=_GENERATED)
     return Benchmark(name=name, header=header, init_dep=True, packaged_lists=True,
-                     tables_cmd="uplr tables --out reports --experiment ${tracking.experiment} --stage tables", **kw)
+                     tables_cmd="uplr tables --out reports/latest --experiment ${tracking.experiment} --stage tables", **kw)
 
 
 PIPELINES: dict[str, Benchmark] = {

@@ -79,6 +79,19 @@ def tgaa_weights(
     if ent.size != counts.shape[1]:
         raise UplrError(f"tgaa_weights: {ent.size} class entropies but counts has {counts.shape[1]} classes")
     s_k = top_k_uncertain(ent, cfg_tgaa.k, classes=cands, nan_policy=cfg_tgaa.nan_policy)
+    weights, info = weights_for_s_k(counts, s_k, cfg_tgaa, cfg_resample)
+    log.info("TGAA weights (%s): S_k = %s over %d candidate classes", mode, s_k, len(cands))
+    return weights, s_k, {**info, "candidates": cands}
+
+
+def weights_for_s_k(counts: np.ndarray, s_k: Sequence[int], cfg_tgaa, cfg_resample) -> tuple[np.ndarray, dict]:
+    """p̂ per source image for a given S_k under ``cfg_tgaa.weights`` (step 2 of :func:`tgaa_weights`; the
+    rows that continue +TGAA keep its last S_k and call this), and a JSON-safe info dict."""
+    mode = cfg_tgaa.weights
+    if mode not in TGAA_WEIGHTS:
+        raise UplrError(f"tgaa.weights must be one of {', '.join(TGAA_WEIGHTS)}, got {mode!r}")
+    counts = np.asarray(counts)
+    s_k = [int(c) for c in s_k]
     r = cfg_resample
     if mode == "sk_only":
         sb = soft_balance_weights(counts, r.lam, r.alpha, r.mu, classes=s_k, mu_quantile=r.mu_quantile)
@@ -90,11 +103,9 @@ def tgaa_weights(
         "weights_mode": mode,
         "boost": float(cfg_tgaa.boost) if mode == "sr_boost_sk" else None,
         "S_k": s_k,
-        "candidates": cands,
         "mu": sb.mu,
         "alpha": sb.alpha,
         "p_i_nonzero": int((sb.p_i > 0).sum()),
         "rate_vs_uniform": [None if np.isnan(v) else float(v) for v in rate],
     }
-    log.info("TGAA weights (%s): S_k = %s over %d candidate classes", mode, s_k, len(cands))
-    return sb.p_hat, s_k, info
+    return sb.p_hat, info

@@ -27,6 +27,7 @@ from uplr.reads import values
 from uplr.runtime import Dist, init_distributed
 from uplr.track import lineage
 from uplr.track.mlflow_run import stage_run
+from uplr.train import checkpoint as ckpt
 from uplr.train.loop import Trainer, TrainJob
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,46 @@ def plain_job(cfg: Config, row_id: str, seed: int, args: dict[str, Any]) -> tupl
             inputs + [cfg.path(cfg.data.target.root)])
 
 
+def file_md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_run_by_output(experiment: str, md5: str) -> str:
+    """The newest finished training run whose model file has this md5 ("" when MLflow has none)."""
+    import mlflow
+
+    from uplr.track.mlflow_run import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return ""
+    runs = client.search_runs([exp.experiment_id], f"tags.`uplr.output.md5` = '{md5}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else ""
+
+
+def continue_from(job: TrainJob, parent: Path, iterations: int, lr_schedule: str) -> None:
+    """Make ``job`` continue the model (and discriminators) in ``parent`` for ``iterations`` more steps.
+
+    ``lr_schedule``: ``continue`` = the chain's poly schedule goes on from the parent's last step (the
+    fine-tuning rate the chain has reached), ``restart`` = from ``train.lr`` again.
+    """
+    if lr_schedule not in ("continue", "restart"):
+        raise UplrError(f"lr_schedule must be 'continue' or 'restart', got {lr_schedule!r}")
+    job.init_model = Path(parent)
+    job.iterations = iterations
+    job.step_offset = int(ckpt.load_meta(parent).get("chain_step", 0))
+    job.continue_schedule = lr_schedule == "continue"
+    job.fingerprint_extra.update({"step_offset": job.step_offset, "lr_schedule": lr_schedule})
+
+
 def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path | None, stage: str,
               args: dict[str, Any], build: Build = plain_job, fit: Fit | None = None,
               entry: str | None = None) -> None:
@@ -79,8 +120,11 @@ def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path |
     mlflow_params = {**params, "seed": seed, "row": row_id, **{f"input.{k}": str(v) for k, v in args.items()}}
     tags = {"kind": "train", "row": row_id, "seed": seed, "benchmark": cfg.benchmark, "device": str(dist.device),
             # the city only where the row reads the target (Cross-City's source-only model has none)
-            "city": cfg.data.target.city if "data.target.city" in row.reads else "", **{f"parent.{k}": v for k, v in (("init_from", row.init_from),
-                                                                          ("rank_from", row.rank_from)) if v}}
+            "city": cfg.data.target.city if "data.target.city" in row.reads else ""}
+    if job.init_model is not None:  # a continued row: its parent's run, as lineage (DVC has its hash)
+        md5 = file_md5(job.init_model)
+        tags.update({"parent.row": ckpt.load_meta(job.init_model).get("row", ""), "parent.md5": md5,
+                     "parent.run_id": find_run_by_output(cfg.tracking.experiment, md5)})
     out = Path(out)
     with stage_run(cfg.tracking.experiment, stage, f"train/{row_id}/seed{seed}", inputs, tags, mlflow_params) as mlrun:
         trainer = Trainer(cfg, job, dist, run=mlrun, resume_dir=resume_dir)
@@ -88,7 +132,10 @@ def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path |
             trainer.fit()
         else:
             trainer = fit(cfg, trainer, job, args, mlrun, stage, seed, inputs, out, dist) or trainer
-        meta = {"row": row_id, "seed": seed, "benchmark": cfg.benchmark, "trunk": cfg.model.trunk}
+        meta = {"row": row_id, "seed": seed, "benchmark": cfg.benchmark, "trunk": cfg.model.trunk,
+                **trainer.extra.get("meta", {})}
         trainer.write_outputs(out / "model.pt", out / "train_log.csv", meta)
         mlrun.log_artifact(out / "train_log.csv")
+        if dist.rank == 0:  # how a row continued from this model finds this run (the file holds no run id)
+            mlrun.set_tags({"uplr.output.md5": file_md5(out / "model.pt")})
     log.info("trained %s seed %d -> %s", row_id, seed, out / "model.pt")
