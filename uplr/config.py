@@ -114,7 +114,9 @@ class TranslateConfig:
     """IT: image translation of the source set into the target style."""
 
     method: str = "fda"  # fda (built in) | external (a translated copy made elsewhere, e.g. CycleGAN)
-    beta: float = 0.01  # FDA window side = floor(min(H, W) * beta)
+    beta: float = 0.01  # b = floor(min(H, W) * beta): FDA's half-width (window fda) or the side (floor)
+    # fda: FDA's own centred (2b+1) x (2b+1) window, DC included | floor: a b x b window (empty for b = 0)
+    window: str = field(default="fda", metadata={"choices": ("fda", "floor")})
     seed: int = 0  # picks the target style image of each source image
     out: str = "data/translated/source"  # where the FDA stage writes the translated copy (GTA5/SYNTHIA layout)
     external_root: str = ""  # method: external: the translated source set, same layout as the source
@@ -136,7 +138,11 @@ class TGAAConfig:
 
     k: int = 5  # the paper does not give k (its figure shows five classes)
     stages: int = 3  # t: tgaa.iterations are split into t equal stages, S_k re-ranked at the start of each
-    nan_policy: str = "first"  # classes never predicted on the target rank as most uncertain
+    nan_policy: str = field(default="first", metadata={"choices": ("first", "last")})  # never-predicted classes
+    # sr_boost_sk: SR's soft balance over all classes with p_c of the S_k classes times `boost` |
+    # sk_only: the paper's formula read literally, p_i over the classes of S_k only
+    weights: str = field(default="sr_boost_sk", metadata={"choices": ("sr_boost_sk", "sk_only")})
+    boost: float = 2.0  # weights sr_boost_sk: factor on p_c of the S_k classes (ours: the paper has none)
     init: str = "sr"  # sr: continue the +SR model (the paper's chain) | scratch: train from model.init
     iterations: int = 150  # with init sr: steps added to the +SR model (scratch: train.iterations)
     lr_schedule: str = "continue"  # continue: the chain's poly schedule goes on | restart: from train.lr
@@ -148,6 +154,9 @@ class UPSTConfig:
 
     method: str = "gmm"  # gmm (UPLR) | threshold | bdl | cbst
     bins: int = 2048  # entropy / confidence histogram bins (streamed statistics)
+    # gmm keep rule: posterior (the paper: certainty-mode posterior > 0.5) | monotone (keep I <= the
+    # decision boundary nearest above the certain mean: never a pixel more uncertain than a rejected one)
+    gmm_rule: str = field(default="posterior", metadata={"choices": ("posterior", "monotone")})
     threshold: float = 0.9
     bdl_cap: float = 0.9
     cbst_portion: float = 0.2

@@ -61,8 +61,9 @@ ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy")  # what decides S_k's weights (UPST keeps TGAA's last ones)
-SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
+TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy", "tgaa.weights", "tgaa.boost")  # what decides S_k's weights (UPST
+# keeps TGAA's last ones)
+SELECTORS = ("upst.bins", "upst.gmm_rule", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
 UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
 

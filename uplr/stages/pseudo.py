@@ -38,7 +38,9 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
                    {"method": cfg.upst.method, **selector_params(cfg, cfg.upst.method)}) as mlrun:
         model = load_model(cfg, model_path, dist.device)
         result = write_pseudo_labels(cfg, model, dist.device, out)
-        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all")})
+        shares = zip(CLASSES_19, result["kept_share"], strict=False)  # per class: logged for every rule
+        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all"),
+                           **{f"kept_share/{c}": v for c, v in shares if v is not None}})
         if summary is not None:
             write_json(summary, result)
             mlrun.log_artifact(summary)
