@@ -182,6 +182,18 @@ _VARIANTS = (
                     ("evaluate.batch_size",)),
         doc="TGAA trained from model.init for train.iterations (the +SR model only ranks stage 1): the "
             "suite's earlier reading of the paper"),
+    Row("tgaa_sk_only", "+TGAA, S_k-only weights (tgaa.weights: sk_only)", ("AA", "IT", "SR", "TGAA"), "sr",
+        "translated", adversarial=True, weights="tgaa", init_from="sr", table="variants",
+        overrides=(("tgaa.weights", "sk_only"),), versus="tgaa", entry="uplr.stages.train_tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+                    ("evaluate.batch_size",)),
+        doc="TGAA's weights by the literal formula over S_k only (SR's balance of the other classes dropped)"),
+    Row("upst_monotone", "+UPST, monotone GMM rule (upst.gmm_rule: monotone)", ("AA", "IT", "SR", "TGAA", "UPST"),
+        "tgaa", "translated", adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants",
+        labels="monotone", overrides=(("upst.gmm_rule", "monotone"),), versus="upst",
+        entry="uplr.stages.train_upst", reads=_UPST_READS,
+        doc="+UPST on GMM pseudo labels kept by the monotone rule (never a pixel more uncertain than a "
+            "rejected one) instead of the posterior rule"),
 )
 ROWS: dict[str, Row] = {r.id: r for r in (*_ROWS, *_VARIANTS)}
 """Every row: Table 3's in order, the oracle, then the variants and controls."""
@@ -189,6 +201,7 @@ ROWS: dict[str, Row] = {r.id: r for r in (*_ROWS, *_VARIANTS)}
 LABELS: dict[str, tuple[tuple[str, str], ...]] = {
     "": (),
     **{m: (("upst.method", m),) for m in ("threshold", "bdl", "cbst")},
+    "monotone": (("upst.gmm_rule", "monotone"),),
 }
 """Pseudo-label variants: the pseudo_label stage's (``""``) and one stage per baseline."""
 
