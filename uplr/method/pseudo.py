@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from uplr.data.labels import IGNORE_LABEL
 from uplr.errors import UplrError
 from uplr.io import atomic_dir, atomic_path
 from uplr.method.gmm import GmmParams, certainty_posterior_wins, fit_gmm_1d
@@ -41,7 +42,7 @@ from uplr.runtime import is_main
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 def class_histogram(values: torch.Tensor, classes: torch.Tensor, num_classes: int, bins: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from uplr.config import Config
 from uplr.data.labels import CLASSES_19, SUBSETS
 from uplr.evaluate.inference import iter_probs, load_model
 from uplr.evaluate.metrics import ConfusionMeter, summarize
-from uplr.io import atomic_dir, write_json
+from uplr.io import atomic_dir, sweep_stale, write_json
 from uplr.runtime import init_distributed
 from uplr.stages import common
 from uplr.track.mlflow_run import stage_run
@@ -81,6 +81,7 @@ def log_evaluation(cfg: Config, result: dict[str, Any], row: str, seed: int, sta
 
 def run(cfg: Config, model_path: Path, row: str, seed: int, out: Path, stage: str,
         predictions: Path | None = None) -> dict:
+    sweep_stale(out, *([predictions] if predictions is not None else []))  # what a killed run left
     dist = init_distributed(cfg.train.device)
     ds = common.target_val(cfg)
     inputs = [Path(model_path), cfg.path(cfg.data.target.root)]

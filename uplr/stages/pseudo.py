@@ -22,7 +22,7 @@ from uplr.config import Config
 from uplr.data.labels import CLASSES_19
 from uplr.data.pseudo_labeled import pseudo_name
 from uplr.evaluate.inference import iter_probs, load_model
-from uplr.io import write_json
+from uplr.io import sweep_stale, write_json
 from uplr.method.pseudo import PixelStats, build_selector, pseudo_label_pass, quality_report
 from uplr.runtime import init_distributed
 from uplr.stages import common
@@ -55,6 +55,7 @@ def write_pseudo_labels(cfg: Config, model: torch.nn.Module, device: torch.devic
 
 
 def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, summary: Path | None = None) -> None:
+    sweep_stale(out, *([summary] if summary is not None else []))  # what a killed run left
     dist = init_distributed(cfg.train.device)
     tags = {"kind": "pseudo_label", "benchmark": cfg.benchmark, "seed": seed, "method": cfg.upst.method}
     with stage_run(cfg.tracking.experiment, stage, f"pseudo/{cfg.upst.method}/seed{seed}",
@@ -70,6 +71,7 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
 
 def run_quality(cfg: Config, model_path: Path, out: Path, seed: int, stage: str) -> dict[str, Any]:
     """Precision / coverage of each pseudo-label method on the target train split's ground truth."""
+    sweep_stale(out)  # what a killed run left
     dist = init_distributed(cfg.train.device)
     ds = common.target_train(cfg)
     if not ds.has_labels:

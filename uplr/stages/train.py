@@ -26,7 +26,7 @@ import numpy as np
 
 from uplr.config import Config, flatten, to_dict
 from uplr.errors import UplrError
-from uplr.io import write_json
+from uplr.io import sweep_stale, write_json
 from uplr.runtime import init_distributed
 from uplr.stages import common
 from uplr.track import lineage
@@ -81,6 +81,10 @@ def build_job(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[T
         return (TrainJob(row, seed, it, labeled=src, labeled_weights=w, target=target, adversarial=True,
                          fingerprint_extra=info), inputs + [Path(args["class_stats"])])
     if row == "tgaa":
+        from uplr.config import check_k_present
+        from uplr.stages.class_stats import load_counts
+
+        check_k_present(cfg.tgaa.k, load_counts(args["class_stats"], len(src)), str(args["class_stats"]))
         # weights are set per stage by run_tgaa; the fingerprint covers what decides them
         job = TrainJob(row, seed, it, labeled=src, target=target, adversarial=True,
                        fingerprint_extra={"tgaa": to_dict(cfg.tgaa), "resample": to_dict(cfg.resample),
@@ -193,6 +197,7 @@ def run(cfg: Config, row: str, seed: int, out: Path, resume_dir: Path | None, st
     tags = {"kind": "train", "row": row, "seed": seed, "benchmark": cfg.benchmark, "device": str(dist.device),
             "city": cfg.data.target.city}
     out = Path(out)
+    sweep_stale(out / "model.pt", out / "train_log.csv", out / "tgaa_stages.json")  # what a killed run left
     with stage_run(cfg.tracking.experiment, stage, f"train/{row}/seed{seed}", inputs, tags, params) as mlrun:
         trainer = Trainer(cfg, job, dist, run=mlrun, resume_dir=resume_dir)
         if row == "tgaa":
