@@ -161,7 +161,7 @@ def test_closed_sets_agree_with_the_code_that_uses_them():
 
 
 def test_an_integer_is_not_a_closed_set_string():
-    with pytest.raises(UplrError, match="not one of"):
+    with pytest.raises(UplrError, match="is not valid"):
         load_config(None, ["model.trunk=18"])
 
 

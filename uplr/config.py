@@ -37,6 +37,12 @@ PseudoMethod = Literal["gmm", "threshold", "bdl", "cbst"]
 CheckpointChoice = Literal["last"]
 
 
+# what a value outside the set means, where there is more to say than "is not valid"
+CLOSED_SET_HINTS = {
+    "benchmark": "names no known pipeline (each has its dvc.yaml: the root one, or pipelines/<benchmark>/)",
+}
+
+
 def choices(closed_set: Any) -> tuple:
     """The values of a closed set declared above, e.g. ``choices(Trunk)`` (for argparse ``choices=``)."""
     return typing.get_args(closed_set)
@@ -228,8 +234,8 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
         allowed = typing.get_args(tp)
         # a closed set: the exact value (1 is not True, 19.0 is not 19)
         if not any(type(value) is type(a) and value == a for a in allowed):
-            raise UplrError(f"{source}: `{where}` is {value!r}, which is not one of: "
-                            f"{', '.join(repr(a) for a in allowed)}; pick one of them")
+            raise UplrError(f"{source}: `{where}` is {value!r}, which {CLOSED_SET_HINTS.get(where, 'is not valid')}; "
+                            f"valid: {', '.join(repr(a) for a in allowed)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

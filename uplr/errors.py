@@ -20,13 +20,11 @@ def unwrap_worker_message(message: str, class_name: str) -> str:
     """The original message inside torch's "Caught X in DataLoader worker process N" text, else ``message``."""
     if not _WORKER.match(message):
         return message
-    last = None
-    for last in re.finditer(rf"^(?:[\w.]+\.)?{re.escape(class_name)}: ", message, re.MULTILINE):
-        pass
-    if last is None:
+    hits = list(re.finditer(rf"^(?:[\w.]+\.)?{re.escape(class_name)}: ", message, re.MULTILINE))
+    if not hits:
         return message
     worker = re.search(r"worker process \d+", message)
-    return f"{message[last.end():].strip()} (in DataLoader {worker.group(0) if worker else 'worker'})"
+    return f"{message[hits[-1].end():].strip()} (in DataLoader {worker.group(0) if worker else 'worker'})"
 
 
 class UplrError(Exception):

@@ -241,47 +241,6 @@ class SegDataset(torch.utils.data.Dataset):
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"
 
 
-def count_kinds(errors: Any) -> str:
-    counts: dict[str, int] = {}
-    for e in errors:
-        counts[e.kind] = counts.get(e.kind, 0) + 1
-    return ", ".join(f"{k}: {n}" for k, n in sorted(counts.items()))
-
-
-def probe_frame(frame: Frame) -> DataFileError | None:
-    """Header-level check of one frame: both files exist, are images, and have the same size."""
-    try:
-        isize = header_size(frame.image, "image")
-        if frame.label is None:
-            return None
-        lsize = header_size(frame.label, "label")
-    except DataFileError as e:
-        return e
-    if isize != lsize:
-        return DataFileError(
-            "size_mismatch",
-            frame.label,
-            f"frame {frame.name}: image {frame.image} is {isize[0]}x{isize[1]} but label {frame.label} is "
-            f"{lsize[0]}x{lsize[1]}",
-        )
-    return None
-
-
-def scan_frames(frames: Sequence[Frame], desc: str = "scan") -> dict[int, DataFileError]:
-    """Probe every frame's headers (threaded, I/O bound); return {index: problem} for the bad ones."""
-    with ThreadPoolExecutor(_SCAN_THREADS) as pool:
-        results = list(
-            tqdm(
-                pool.map(probe_frame, frames),
-                total=len(frames),
-                desc=desc,
-                disable=len(frames) < 2000,
-                leave=False,
-            )
-        )
-    return {i: r for i, r in enumerate(results) if r is not None}
-
-
 # ----------------------------------------------------------------------------------------------------
 # the four datasets
 
