@@ -65,8 +65,7 @@ def test_range_bounds_themselves_are_accepted(key):
         value = rng.hi
     else:
         value = (rng.lo if rng.lo is not None else 0) + 0.5 if not _is_int(key) else (rng.lo or 0) + 1
-    extra = ["tgaa.stages=1"] if key == "train.iterations" else []  # stages <= iterations
-    load_config(None, [f"{key}={value}", *extra])  # no error
+    load_config(None, [f"{key}={value}"])  # no error
 
 
 def test_range_describes_itself():
@@ -182,6 +181,11 @@ def test_tgaa_k_above_the_classes_present_is_an_error():
         check_k_present(0, counts)
 
 
-def test_tgaa_stages_cannot_exceed_iterations():
+def test_tgaa_stages_cannot_exceed_iterations_in_a_tgaa_run():
+    from uplr.config import check_tgaa
+
+    cfg = load_config(None, ["train.iterations=4", "tgaa.stages=5"])  # other rows do not care
+    counts = np.ones((2, 19), dtype=np.int64)
     with pytest.raises(UplrError, match=r"`tgaa\.stages` is 5, more than `train\.iterations` \(4\)"):
-        load_config(None, ["train.iterations=4", "tgaa.stages=5"])
+        check_tgaa(cfg, counts)
+    check_tgaa(load_config(None, ["train.iterations=5", "tgaa.stages=5"]), counts)

@@ -449,7 +449,6 @@ def _unique(name: str) -> Callable[[Config], str | None]:
 CROSS_CHECKS: list[Callable[[Config], str | None]] = [
     _num_classes,
     _k_le_classes,
-    _stages_le_iterations,
     _unique("seeds"),
     _unique("upst.quality_methods"),
 ]
@@ -492,12 +491,19 @@ def _validate(cfg: Config, source: str) -> None:
         raise UplrError(f"{source}: {errors[0]}; fix the value{more}")
 
 
-def check_k_present(k: int, class_counts: Any, where: str = "params") -> None:
-    """``tgaa.k`` against the classes present in the source class statistics (known only at run time).
-
-    ``class_counts``: the class_stats stage's n_images x C pixel counts. Classes without a source pixel
-    cannot be resampled towards, so S_k must fit in the classes present.
+def check_tgaa(cfg: Config, class_counts: Any, where: str = "params") -> None:
+    """The TGAA row's checks that need more than the config: ``tgaa.k`` against the classes present in
+    the source class statistics (``class_counts``: n_images x C pixel counts; a class without a source
+    pixel cannot be resampled towards) and ``tgaa.stages`` against ``train.iterations``.
     """
+    err = _stages_le_iterations(cfg)
+    if err:
+        raise UplrError(f"{where}: {err}")
+    check_k_present(cfg.tgaa.k, class_counts, where)
+
+
+def check_k_present(k: int, class_counts: Any, where: str = "params") -> None:
+    """``tgaa.k`` against the classes present in the source class statistics (known only at run time)."""
     totals = [int(v) for v in (class_counts.sum(0) if hasattr(class_counts, "sum") else class_counts)]
     present = sum(v > 0 for v in totals)
     if not 1 <= k <= present:

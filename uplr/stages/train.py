@@ -81,10 +81,10 @@ def build_job(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[T
         return (TrainJob(row, seed, it, labeled=src, labeled_weights=w, target=target, adversarial=True,
                          fingerprint_extra=info), inputs + [Path(args["class_stats"])])
     if row == "tgaa":
-        from uplr.config import check_k_present
+        from uplr.config import check_tgaa
         from uplr.stages.class_stats import load_counts
 
-        check_k_present(cfg.tgaa.k, load_counts(args["class_stats"], len(src)), str(args["class_stats"]))
+        check_tgaa(cfg, load_counts(args["class_stats"], len(src)), str(args["class_stats"]))
         # weights are set per stage by run_tgaa; the fingerprint covers what decides them
         job = TrainJob(row, seed, it, labeled=src, target=target, adversarial=True,
                        fingerprint_extra={"tgaa": to_dict(cfg.tgaa), "resample": to_dict(cfg.resample),
