@@ -39,8 +39,8 @@ _WRITE_FIXES = {
     errno.EDQUOT: "disk quota exceeded: free space within your quota and re-run",
     errno.EFBIG: "the file is too large for this file system: write to another one",
     errno.EROFS: "the file system is read-only: write to a writable folder (or re-mount it writable)",
-    errno.EACCES: "permission denied: make the folder writable (chmod u+w) or run from a writable copy",
-    errno.EPERM: "operation not permitted: make the folder writable (chmod u+w) or run from a writable copy",
+    errno.EACCES: "make the folder writable (chmod u+w) or run from a writable copy",
+    errno.EPERM: "make the folder writable (chmod u+w) or run from a writable copy",
 }
 
 
@@ -53,6 +53,9 @@ def write_error(exc: BaseException, target: str | Path) -> UplrError | None:
     target = Path(target)
     if isinstance(exc, OSError) and exc.errno in _WRITE_FIXES:
         where = exc.filename if exc.filename not in (None, "") else target
+        outside = not str(Path(where).absolute()).startswith(str(target.parent.absolute()))
+        if exc.errno in (errno.EACCES, errno.EPERM) and outside:
+            return None  # reading an input inside the block, not writing the output: not ours to explain
         return UplrError(f"cannot write {target} ({exc.strerror or os.strerror(exc.errno)}: {where}); "
                          f"{_WRITE_FIXES[exc.errno]}")
     if isinstance(exc, RuntimeError) and re.search(r"write failed|failed writing|unexpected pos", str(exc)):

@@ -140,9 +140,7 @@ class SegDataset(torch.utils.data.Dataset):
         issues = scan_frames(self.listed, desc=f"scan {self.key} list")
         if not issues:
             return
-        fatal = {
-            i: e for i, e in issues.items() if not e.kind.startswith("missing_") and e.kind != "size_mismatch"
-        }
+        fatal = {i: e for i, e in issues.items() if not e.kind.startswith("missing_") and e.kind != "size_mismatch"}
         if fatal:  # not an image at all: a corrupt file, never tolerated
             raise next(iter(fatal.values()))
         bad = sorted(issues)
@@ -152,20 +150,11 @@ class SegDataset(torch.utils.data.Dataset):
             self.skipped = [(self.listed[i], issues[i]) for i in bad]
             drop = set(bad)
             self.frames = [f for i, f in enumerate(self.listed) if i not in drop]
-            log.warning(
-                "%s %s: skipping %d of %d listed frames that are unusable (%s; first: %s). The official "
-                "release has %d such frames; more means an incomplete copy: "
-                "run `uplr data check %s --root %s`.",
-                self.title,
-                self.list_path,
-                len(bad),
-                len(self.listed),
-                kinds,
-                first,
-                GTA5_KNOWN_UNUSABLE,
-                self.key,
-                self.root,
-            )
+            log.warning("%s %s: skipping %d of %d listed frames that are unusable (%s; first: %s). The official "
+                        "release has %d such frames; more means an incomplete copy: run `uplr data check %s --root "
+                        "%s` (exit status 3: frames skipped); strict: true makes them an error.", self.title,
+                        self.list_path, len(bad), len(self.listed), kinds, first, GTA5_KNOWN_UNUSABLE, self.key,
+                        self.root)
             if not self.frames:
                 raise UplrError(f"{self.title} {self.list_path}: no usable frame under {self.root}")
             return
