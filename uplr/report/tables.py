@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from uplr.report.reference import (
     Reference,
     load_reference,
 )
-from uplr.report.render import CHECK, NOT_RUN, Table, fmt, fmt_delta, fmt_paper
+from uplr.report.render import CHECK, NOT_RUN, Figure, Table, fmt, fmt_delta, fmt_paper
 from uplr.report.runs import MIOU_COLUMNS, aggregate, class_pixel_fraction, evaluation_runs
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,6 @@ CONVENTIONS = (
     "MLflow; `n/a` = class absent from ground truth and predictions (IoU undefined); `-` = not reported "
     "by the paper. When a configuration and seed was evaluated more than once, the newest run counts."
 )
-
-
-@dataclass
-class Figure:
-    name: str  # PNG file name
-    draw: Callable[[Path], None]
 
 
 class Results:

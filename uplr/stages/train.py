@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from uplr.config import Config, flatten, to_dict
+from uplr.data import configured
 from uplr.errors import UplrError
 from uplr.io import sweep_stale, write_json
 from uplr.runtime import init_distributed
-from uplr.stages import common
 from uplr.track import lineage
 from uplr.track.mlflow_run import stage_run
 from uplr.train.loop import Trainer, TrainJob
@@ -49,8 +49,8 @@ ROW_SECTIONS = {
 
 
 def _sr_weights(cfg: Config, counts_path: Path, n: int, classes=None) -> tuple[np.ndarray, dict[str, Any]]:
+    from uplr.data.configured import load_counts
     from uplr.method.resampling import soft_balance_weights
-    from uplr.stages.class_stats import load_counts
 
     r = cfg.resample
     w = soft_balance_weights(load_counts(counts_path, n), r.lam, r.alpha, r.mu, classes, r.mu_quantile)
@@ -58,20 +58,20 @@ def _sr_weights(cfg: Config, counts_path: Path, n: int, classes=None) -> tuple[n
 
 
 def build_job(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[TrainJob, list[Path]]:
-    from uplr.stages.translate import translated_root, translated_source
+    from uplr.data.configured import translated_root, translated_source
 
     it = cfg.train.iterations
     if row == "source_only":
-        return TrainJob(row, seed, it, labeled=common.source_train(cfg)), common.data_inputs(cfg)[:1]
+        return TrainJob(row, seed, it, labeled=configured.source_train(cfg)), configured.data_inputs(cfg)[:1]
     if row == "oracle":
-        tgt = common.target_train(cfg)
+        tgt = configured.target_train(cfg)
         if not tgt.has_labels:
             raise UplrError(f"{cfg.data.target.root}: the target train split has no labels: no oracle can be trained")
         return TrainJob(row, seed, it, labeled=tgt), [cfg.path(cfg.data.target.root)]
-    target = common.target_train(cfg)
-    inputs = common.data_inputs(cfg)
+    target = configured.target_train(cfg)
+    inputs = configured.data_inputs(cfg)
     if row == "aa":
-        return TrainJob(row, seed, it, labeled=common.source_train(cfg), target=target, adversarial=True), inputs
+        return TrainJob(row, seed, it, labeled=configured.source_train(cfg), target=target, adversarial=True), inputs
     src = translated_source(cfg)
     inputs = [translated_root(cfg), cfg.path(cfg.data.target.root)]
     if row == "it":
@@ -107,7 +107,7 @@ def _rank_classes(cfg: Config, model, dist) -> tuple[list[int], np.ndarray]:
     was = model.training
     model.eval()
     meter = ClassEntropyMeter(cfg.model.num_classes)
-    for _i, _n, prob, _l in iter_probs(model, common.target_train(cfg), dist.device, cfg.evaluate.batch_size,
+    for _i, _n, prob, _l in iter_probs(model, configured.target_train(cfg), dist.device, cfg.evaluate.batch_size,
                                        cfg.train.amp, desc="class entropy"):
         meter.update(prob)
     meter.all_reduce()
@@ -121,11 +121,11 @@ def run_tgaa(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any],
     """t stages: rank S_k with the current model, resample towards S_k, train a stage, evaluate it."""
     from uplr.data.labels import CLASSES_19
     from uplr.evaluate.inference import load_model
-    from uplr.stages.evaluate import log_evaluation, score_model
+    from uplr.evaluate.scoring import log_evaluation, score_model
 
     t = cfg.tgaa.stages
     bounds = [round(job.iterations * (s + 1) / t) for s in range(t)]
-    val = common.target_val(cfg)
+    val = configured.target_val(cfg)
     history = trainer.extra.setdefault("tgaa", [])
     for s in range(1, t + 1):
         if s <= len(history) and "iou" in history[s - 1]:
@@ -159,7 +159,7 @@ def run_later_rounds(cfg: Config, trainer: Trainer, job: TrainJob, dist, mlrun, 
     ``<out>/later_rounds/round<r>`` (one DVC output holding one folder per round; empty for one round).
     """
     from uplr.data.pseudo_labeled import PseudoLabeled
-    from uplr.stages.pseudo import write_pseudo_labels
+    from uplr.method.pseudo_pass import write_pseudo_labels
 
     later = out / "later_rounds"
     later.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def run_later_rounds(cfg: Config, trainer: Trainer, job: TrainJob, dist, mlrun, 
             trainer.model.eval()
             write_pseudo_labels(cfg, trainer.model, trainer.device, pseudo_dir)
         next_job = TrainJob(f"upst_round{r}", job.seed, cfg.upst.iterations, labeled=job.labeled,
-                            pseudo=PseudoLabeled(common.target_train(cfg), pseudo_dir), init_model=prev,
+                            pseudo=PseudoLabeled(configured.target_train(cfg), pseudo_dir), init_model=prev,
                             fingerprint_extra={**job.fingerprint_extra, "round": r})
         trainer = Trainer(cfg, next_job, dist, run=mlrun,
                           resume_dir=None if resume_dir is None else Path(resume_dir) / f"round{r}")
