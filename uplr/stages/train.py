@@ -82,7 +82,7 @@ def build_job(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[T
                          fingerprint_extra=info), inputs + [Path(args["class_stats"])])
     if row == "tgaa":
         from uplr.config import check_tgaa
-        from uplr.stages.class_stats import load_counts
+        from uplr.data.configured import load_counts
 
         check_tgaa(cfg, load_counts(args["class_stats"], len(src)), str(args["class_stats"]))
         # weights are set per stage by run_tgaa; the fingerprint covers what decides them
