@@ -25,10 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from fakes import make_fake_cityscapes, make_fake_gta5, write_palette_png  # noqa: E402
 
 PARAMS = """
 data:
@@ -44,8 +49,6 @@ tracking: {experiment: uplr-bench-reliability}
 
 
 def make_workspace(ws: Path) -> None:
-    from fakes import make_fake_cityscapes, make_fake_gta5
-
     make_fake_gta5(ws / "data/src", n=6, size=(64, 32), seed=1)
     make_fake_cityscapes(ws / "data/tgt", split="train", n=4, size=(64, 32), seed=2)
     make_fake_cityscapes(ws / "data/tgt", split="val", n=3, size=(64, 32), seed=3)
@@ -114,6 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code", type=Path, default=REPO, help="checkout whose uplr package runs (default: this one)")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (path printed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="uplr-reliability-"))
@@ -122,98 +126,108 @@ def main() -> None:
     make_workspace(ws)
     b = Battery(ws, args.code.resolve())
     t0 = time.perf_counter()
+    cases: list[tuple[str, Callable[[], tuple[subprocess.CompletedProcess | None, str, str]]]] = []
 
-    def want(name: str) -> bool:
-        return args.only in name
+    def case(name: str):
+        def add(fn):
+            if args.only in name:
+                cases.append((name, fn))
+            return fn
+        return add
 
-    # the model and class statistics some cases need
     model = ws / "runs/base/model.pt"
     stats = ws / "runs/class_stats.npz"
-    p = b.run(["train", "--row", "source_only", "--out", str(model.parent)])
-    if p.returncode != 0:
-        sys.exit(f"could not train the base model:\n{p.stderr[-3000:]}")
-    p = b.run(["class-stats", "--out", str(stats)])
-    if p.returncode != 0:
-        sys.exit(f"could not write class statistics:\n{p.stderr[-3000:]}")
-
-    # 1. parameters out of range / outside a closed set
     train = ["train", "--row", "source_only", "--out"]
     evaluate = ["evaluate", "--model", str(model), "--row", "source_only", "--out"]
     tgaa = ["train", "--row", "tgaa", "--class-stats", str(stats), "--rank-model", str(model), "--out"]
+
+    # 1. parameters out of range / outside a closed set
     config_cases = [
         ("train.batch_size=0", train), ("train.checkpoint_every=0", train), ("evaluate.batch_size=0", evaluate),
         ("model.num_classes=5", train), ("train.iterations=-5", train), ("tgaa.stages=0", tgaa),
         ("tgaa.k=-1", tgaa), ("tgaa.k=50", tgaa), ("model.trunk=resnet50", train),
-        ("upst.method=otsu", ["pseudo", "--model", str(model), "--out"]), ("train.device=gpu", train),
-        ("translate.beta=1.5", ["translate", "-o", "translate.out=runs/tr", "--manifest"]),
-        ("data.num_workers=-1", train),
     ]
     for i, (override, cmd) in enumerate(config_cases):
-        if not want(override):
-            continue
-        out = ws / f"runs/cfg{i}"
-        target = out / ("metrics.json" if cmd is evaluate else "m.json" if cmd[0] == "translate" else "")
-        p = b.run([*cmd, str(target), "-o", override])
-        b.record(f"`{override}`", p, describe(out, ["model.pt", "metrics.json"]))
+        def run_config(i=i, override=override, cmd=cmd):
+            out = ws / f"runs/cfg{i}"
+            target = out / ("metrics.json" if cmd is evaluate else "")
+            p = b.run([*cmd, str(target), "-o", override])
+            return p, describe(out, ["model.pt", "metrics.json"]), ""
+        case(f"`{override}`")(run_config)
 
     # 2. a truncated PNG read in a DataLoader worker (data.num_workers: 2)
-    if want("bad PNG"):
+    @case("truncated PNG, `data.num_workers=2`")
+    def bad_png():
         bad = ws / "bad_png"
         shutil.copytree(ws / "data", bad / "data")
         (bad / "params.yaml").write_text(PARAMS)
         for img in sorted((bad / "data/src/images").glob("*.png")):
             img.write_bytes(img.read_bytes()[:200])  # the header survives: only decoding fails
         p = b.run([*train, str(bad / "runs/o"), "-o", "data.num_workers=2"], cwd=bad)
-        b.record("truncated PNG, `data.num_workers=2`", p, describe(bad / "runs/o", ["model.pt"]))
+        return p, describe(bad / "runs/o", ["model.pt"]), ""
 
     # 3. a read-only output folder, 4. a full disk (real mounts in a private namespace)
     unshare = have_unshare()
-    if want("read-only"):
+
+    @case("read-only output folder (evaluate)")
+    def read_only():
         ro = ws / "ro"
         ro.mkdir()
-        if unshare:
-            q = shlex.quote(str(ro))
-            p = b.run([*evaluate, str(ro / "metrics.json"), "--predictions", str(ro / "pred")],
-                      shell_prefix=f"mount --bind {q} {q} && mount -o remount,bind,ro {q}")
-            b.record("read-only output folder (evaluate)", p, describe(ro, ["metrics.json", "pred"]))
-        else:
-            b.record("read-only output folder (evaluate)", None, "-", "skipped: unshare -rm refused here")
-    if want("full disk"):
-        full = ws / "full"
-        full.mkdir()
-        if unshare:
+        if not unshare:
+            return None, "-", "skipped: unshare -rm refused here"
+        q = shlex.quote(str(ro))
+        p = b.run([*evaluate, str(ro / "metrics.json"), "--predictions", str(ro / "pred")],
+                  shell_prefix=f"mount --bind {q} {q} && mount -o remount,bind,ro {q}")
+        return p, describe(ro, ["metrics.json", "pred"]), ""
+
+    for name in ("evaluate", "class-stats", "train"):
+        def full_disk(name=name):
+            full = ws / f"full_{name}"
+            full.mkdir()
+            if not unshare:
+                return None, "-", "skipped: unshare -rm refused here"
             q = shlex.quote(str(full))
             fill = f"mount -t tmpfs -o size=1m tmpfs {q} && (dd if=/dev/zero of={q}/filler bs=64k 2>/dev/null; true)"
-            for name, cmd in (("evaluate", [*evaluate, str(full / "metrics.json"), "--predictions",
-                                            str(full / "pred")]),
-                              ("class-stats", ["class-stats", "--out", str(full / "stats.npz")]),
-                              ("train", [*train, str(full / "o")])):
-                p = b.run(cmd, shell_prefix=fill)
-                b.record(f"full disk ({name})", p, "tmpfs gone with the namespace")
-        else:
-            b.record("full disk", None, "-", "skipped: unshare -rm refused here")
+            cmd = {"evaluate": [*evaluate, str(full / "metrics.json"), "--predictions", str(full / "pred")],
+                   "class-stats": ["class-stats", "--out", str(full / "stats.npz")],
+                   "train": [*train, str(full / "o")]}[name]
+            return b.run(cmd, shell_prefix=fill), "the tmpfs went with its namespace", ""
+        case(f"full disk ({name})")(full_disk)
 
     # 5. missing and size-mismatched frames
-    if want("frames"):
-        fr = ws / "frames"
-        shutil.copytree(ws / "data/src", fr)
-        (fr / "images/00002.png").unlink()
-        import numpy as np
-        from fakes import write_palette_png
+    fr = ws / "frames"
 
-        write_palette_png(fr / "labels/00003.png", np.zeros((31, 64), dtype=np.uint8))
-        check = ["data", "check", "gta5", "--root", str(fr), "--split", str(fr / "all.txt")]
+    def frames_root() -> Path:
+        if not fr.exists():
+            shutil.copytree(ws / "data/src", fr)
+            (fr / "images/00002.png").unlink()
+            write_palette_png(fr / "labels/00003.png", np.zeros((31, 64), dtype=np.uint8))
+        return fr
+
+    check = ["data", "check", "gta5", "--root", str(fr), "--split", str(fr / "all.txt")]
+
+    @case("missing + size-mismatched frame: `data check`")
+    def frames_check():
+        frames_root()
         p = b.run(check)
         out = p.stdout.strip().splitlines()
-        b.record("missing + size-mismatched frame: `data check`", p, "stdout: " + (out[0][-60:] if out else ""))
-        p = b.run([*check, "--strict"])
-        b.record("missing + size-mismatched frame: `data check --strict`", p, "")
+        return p, "stdout: " + (out[0][-70:] if out else ""), ""
+
+    @case("missing + size-mismatched frame: `data check --strict`")
+    def frames_strict():
+        frames_root()
+        return b.run([*check, "--strict"]), "", ""
+
+    @case("missing frame, `data.source.strict=true` (train)")
+    def frames_train():
+        frames_root()
         p = b.run([*train, str(ws / "runs/frames"), "-o", f"data.source.root={fr}", "-o",
                    f"data.source.split={fr / 'all.txt'}", "-o", "data.source.strict=true"])
-        b.record("missing frame, `data.source.strict=true` (train)", p, describe(ws / "runs/frames", ["model.pt"]))
+        return p, describe(ws / "runs/frames", ["model.pt"]), ""
 
     # 6. temporary files a killed run left (the names today's main gives them, and ours)
-    if want("stale"):
+    @case("stale .tmp of a killed evaluate")
+    def stale_evaluate():
         ev = ws / "runs/eval"
         ev.mkdir(parents=True)
         (ev / ".metrics.json.k2j4h1ab.tmp").write_text("{half")
@@ -222,8 +236,10 @@ def main() -> None:
         (ev / ".pred.q8w7e6r5.tmp/x.png").write_bytes(b"half")
         before = len(temps(ev))
         p = b.run([*evaluate, str(ev / "metrics.json"), "--predictions", str(ev / "pred")])
-        b.record(f"stale .tmp from a killed evaluate ({before} planted)", p, describe(ev, ["metrics.json", "pred"]))
+        return p, f"{before} planted, after: " + describe(ev, ["metrics.json", "pred"]), ""
 
+    @case("stale .tmp of a killed pseudo_label")
+    def stale_pseudo():
         ps = ws / "runs/pseudo"
         ps.mkdir(parents=True)
         (ps / ".labels.a1b2c3d4.tmp").mkdir()
@@ -232,26 +248,51 @@ def main() -> None:
         before = len(temps(ps))
         p = b.run(["pseudo", "--model", str(model), "--out", str(ps / "labels"), "--summary",
                    str(ps / "summary.json")])
-        b.record(f"stale .tmp from a killed pseudo_label ({before} planted)", p,
-                 describe(ps, ["labels", "summary.json"]))
+        return p, f"{before} planted, after: " + describe(ps, ["labels", "summary.json"]), ""
 
+    @case("stale .tmp of a killed `uplr tables`")
+    def stale_tables():
         rep = ws / "reports"
         rep.mkdir()
         (rep / ".table3.md.z9y8x7w6.tmp").write_text("half")
         (rep / ".README.md.uplr-z9y8x7w6.tmp").write_text("half")
         before = len(temps(rep))
         p = b.run(["tables", "--out", str(rep), "--experiment", "uplr-bench-reliability"])
-        b.record(f"stale .tmp from a killed `uplr tables` ({before} planted)", p, describe(rep, ["README.md"]))
+        return p, f"{before} planted, after: " + describe(rep, ["README.md"]), ""
 
     # the training half (another module covers them)
-    if want("NaN"):
+    @case("`train.lr=1e6` (NaN loss)")
+    def nan_loss():
         p = b.run([*train, str(ws / "runs/nan"), "-o", "train.lr=1e6", "-o", "train.iterations=4"])
-        b.record("`train.lr=1e6` (NaN loss)", p, describe(ws / "runs/nan", ["model.pt"]),
-                 "training half: tests/test_reliability_runs.py")
-    if want("code change"):
-        b.record("code change, then resume", None, "-", "covered by tests/test_reliability_runs.py")
+        return p, describe(ws / "runs/nan", ["model.pt"]), "training half: tests/test_reliability_runs.py"
 
-    print(f"uplr package from: {b.code}; {time.perf_counter() - t0:.0f} s\n")
+    @case("code change, then resume")
+    def code_change():
+        return None, "-", "covered by tests/test_reliability_runs.py"
+
+    # the model and class statistics some cases need
+    if any(n.startswith(("`evaluate", "`tgaa", "read-only", "full disk (evaluate", "stale .tmp of a killed e",
+                         "stale .tmp of a killed p")) for n, _ in cases):
+        p = b.run(["train", "--row", "source_only", "--out", str(model.parent)])
+        if p.returncode != 0:
+            sys.exit(f"could not train the base model:\n{p.stderr[-3000:]}")
+        p = b.run(["class-stats", "--out", str(stats)])
+        if p.returncode != 0:
+            sys.exit(f"could not write class statistics:\n{p.stderr[-3000:]}")
+        print(f"base model and class statistics: {time.perf_counter() - t0:.0f} s", flush=True)
+
+    def one(item):
+        name, fn = item
+        t = time.perf_counter()
+        proc, state, note = fn()
+        b.record(name, proc, state, note)
+        print(f"{name}: exit {proc.returncode if proc else '-'} ({time.perf_counter() - t:.0f} s)", flush=True)
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        list(pool.map(one, cases))
+    order = {n: i for i, (n, _) in enumerate(cases)}
+    b.rows.sort(key=lambda r: order.get(r[0], 0))
+    print(f"\nuplr package from: {b.code}; {time.perf_counter() - t0:.0f} s\n")
     print(b.table())
     if args.keep:
         print(f"\nkept: {tmp}")
