@@ -279,6 +279,10 @@ def main() -> None:
         p = b.run(["class-stats", "--out", str(stats)])
         if p.returncode != 0:
             sys.exit(f"could not write class statistics:\n{p.stderr[-3000:]}")
+        if any(n.startswith("`tgaa") for n, _ in cases):  # the TGAA row reads the translated source set
+            p = b.run(["translate"])
+            if p.returncode != 0:
+                sys.exit(f"could not translate the source set:\n{p.stderr[-3000:]}")
         print(f"base model and class statistics: {time.perf_counter() - t0:.0f} s", flush=True)
 
     def one(item):
