@@ -87,7 +87,7 @@ class Battery:
             return
         err = proc.stderr.strip().splitlines()
         lines = [ln for ln in err if ln.startswith("uplr: error:")] or err[-1:] or [""]
-        first = lines[0][:150]
+        first = lines[0][:150] if proc.returncode != 0 or lines[0].startswith("uplr: error:") else "(no error)"
         if "Traceback (most recent call last)" in proc.stderr:
             first = f"[traceback] {err[-1][:140] if err else ''}"
         self.rows.append((case, str(proc.returncode), first + (f" ({note})" if note else ""), state))

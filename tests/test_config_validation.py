@@ -189,3 +189,14 @@ def test_tgaa_stages_cannot_exceed_iterations_in_a_tgaa_run():
     with pytest.raises(UplrError, match=r"`tgaa\.stages` is 5, more than `train\.iterations` \(4\)"):
         check_tgaa(cfg, counts)
     check_tgaa(load_config(None, ["train.iterations=5", "tgaa.stages=5"]), counts)
+
+
+def test_exponent_floats_are_numbers_as_in_yaml_1_2(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train: {lr: 1e-4}\nadversarial: {d_lr: 2E-4}\n")
+    cfg = load_config(p, ["upst.threshold=9e-1"])
+    assert (cfg.train.lr, cfg.adversarial.d_lr, cfg.upst.threshold) == (1e-4, 2e-4, 0.9)
+    with pytest.raises(UplrError, match="must be an integer"):
+        load_config(None, ["train.iterations=1e3"])  # an integer field stays strict
+    with pytest.raises(UplrError, match="must be a number"):
+        load_config(None, ["train.lr=fast"])

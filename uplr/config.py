@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -227,6 +228,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_SCI_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
     """Return ``value`` converted to ``tp`` when that is lossless, else raise a UplrError."""
     origin = typing.get_origin(tp)
@@ -255,6 +259,8 @@ def _check_value(value: Any, tp: Any, where: str, source: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         return [_check_value(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
     if tp is float:
+        if isinstance(value, str) and _SCI_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # "1e-4": a float in YAML 1.2 (and to DVC), a string to PyYAML's YAML 1.1
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UplrError(f"{source}: `{where}` must be a number, got {type(value).__name__} {value!r}")
         return float(value)
