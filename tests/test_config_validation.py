@@ -128,6 +128,8 @@ CLOSED = [
     ("adversarial.d_input", "logits", C.DInput),
     ("translate.method", "cyclegan", C.TranslateMethod),
     ("evaluate.checkpoint", "best", C.CheckpointChoice),
+    ("tgaa.init", "imagenet", C.TgaaInit),
+    ("upst.lr_schedule", "cosine", C.LrSchedule),
     ("tgaa.nan_policy", "middle", C.NanPolicy),
     ("data.source.dataset", "kitti", C.DatasetName),
     ("data.target.dataset", "GTA5", C.DatasetName),
@@ -184,11 +186,14 @@ def test_tgaa_k_above_the_classes_present_is_an_error():
 def test_tgaa_stages_cannot_exceed_iterations_in_a_tgaa_run():
     from uplr.config import check_tgaa
 
-    cfg = load_config(None, ["train.iterations=4", "tgaa.stages=5"])  # other rows do not care
     counts = np.ones((2, 19), dtype=np.int64)
+    cfg = load_config(None, ["tgaa.init=scratch", "train.iterations=4", "tgaa.stages=5"])  # other rows do not care
     with pytest.raises(UplrError, match=r"`tgaa\.stages` is 5, more than `train\.iterations` \(4\)"):
         check_tgaa(cfg, counts)
-    check_tgaa(load_config(None, ["train.iterations=5", "tgaa.stages=5"]), counts)
+    cfg = load_config(None, ["tgaa.iterations=4", "tgaa.stages=5"])  # continuing the +SR model: its steps
+    with pytest.raises(UplrError, match=r"`tgaa\.stages` is 5, more than `tgaa\.iterations` \(4\)"):
+        check_tgaa(cfg, counts)
+    check_tgaa(load_config(None, ["tgaa.iterations=5", "tgaa.stages=5"]), counts)
 
 
 def test_exponent_floats_are_numbers_as_in_yaml_1_2(tmp_path):

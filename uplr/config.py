@@ -36,6 +36,8 @@ TranslateMethod = Literal["fda", "external"]
 NanPolicy = Literal["first", "last"]
 PseudoMethod = Literal["gmm", "threshold", "bdl", "cbst"]
 CheckpointChoice = Literal["last"]
+TgaaInit = Literal["sr", "scratch"]
+LrSchedule = Literal["continue", "restart"]
 
 
 # what a value outside the set means, where there is more to say than "is not valid"
@@ -165,8 +167,11 @@ class TGAAConfig:
     """TGAA: resample towards the top-k uncertain target classes, re-ranked over t stages."""
 
     k: int = 5  # the paper does not give k (its figure shows five classes)
-    stages: int = 3  # t: the training budget is split into t equal stages
+    stages: int = 3  # t: tgaa.iterations are split into t equal stages, S_k re-ranked at the start of each
     nan_policy: NanPolicy = "first"  # classes never predicted on the target rank as most uncertain
+    init: TgaaInit = "sr"  # sr: continue the +SR model (the paper's chain) | scratch: train from model.init
+    iterations: int = 150  # with init sr: steps added to the +SR model (scratch: train.iterations)
+    lr_schedule: LrSchedule = "continue"  # continue: the chain's poly schedule goes on | restart: from train.lr
 
 
 @dataclass
@@ -180,6 +185,7 @@ class UPSTConfig:
     cbst_portion: float = 0.2
     rounds: int = 1  # pseudo-label + self-training rounds
     iterations: int = 300  # self-training iterations per round
+    lr_schedule: LrSchedule = "continue"  # continue: the chain's poly schedule goes on from the +TGAA model | restart
     save_confidence: bool = False  # also write float16 confidence maps next to the labels
     quality_methods: list[PseudoMethod] = field(default_factory=lambda: ["gmm", "threshold", "bdl", "cbst"])
 
@@ -393,6 +399,7 @@ RANGES: dict[str, Range] = {
     "resample.mu_quantile": UNIT,
     "tgaa.k": AT_LEAST_1,  # and <= model.num_classes: see CROSS_CHECKS
     "tgaa.stages": AT_LEAST_1,
+    "tgaa.iterations": POSITIVE,
     "upst.bins": Range(2),
     "upst.threshold": FRACTION,
     "upst.bdl_cap": FRACTION,
@@ -436,9 +443,11 @@ def _k_le_classes(cfg: Config) -> str | None:
 
 
 def _stages_le_iterations(cfg: Config) -> str | None:
-    if cfg.tgaa.stages > cfg.train.iterations:
-        return (f"`tgaa.stages` is {cfg.tgaa.stages}, more than `train.iterations` ({cfg.train.iterations}): "
-                "some TGAA stages would train for 0 steps; lower tgaa.stages or raise train.iterations")
+    name = "tgaa.iterations" if cfg.tgaa.init == "sr" else "train.iterations"  # what the stages split
+    n = cfg.tgaa.iterations if cfg.tgaa.init == "sr" else cfg.train.iterations
+    if cfg.tgaa.stages > n:
+        return (f"`tgaa.stages` is {cfg.tgaa.stages}, more than `{name}` ({n}): some TGAA stages would train "
+                f"for 0 steps; lower tgaa.stages or raise {name}")
     return None
 
 

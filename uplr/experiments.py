@@ -46,20 +46,25 @@ where a run is recorded; ``seeds`` is the grid's axis (each stage gets its seed 
 # ----------------------------------------------------------------------------------------------------
 # what the stages read (config keys; a section stands for every key in it)
 
-DATA_SOURCE = ("data.source", "data.num_workers")
+DATA_SOURCE = ("data.source",)
+SOURCE_LOADER = ("data.source.dataset", "data.source.split", "data.source.size", "data.source.city",
+                 "data.source.strict")  # the translated copy is read with the source's loader, at its own root
+WORKERS = ("data.num_workers",)  # data loader workers: training streams only
 DATA_TARGET = ("data.target.dataset", "data.target.root", "data.target.split", "data.target.size",
                "data.target.city", "data.target.strict")
 TARGET_VAL = ("data.target.dataset", "data.target.root", "data.target.val_split", "data.target.size",
               "data.target.city", "data.target.strict")
-INFER = ("model", "evaluate.batch_size", "train.device", "train.amp")
+MODEL_ARCH = ("model.trunk", "model.num_classes", "model.multi_level", "model.aspp_all_branches", "model.freeze_bn")
+INFER = (*MODEL_ARCH, "evaluate.batch_size", "train.device", "train.amp")
 TRAIN = ("model", "train")
 ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-UPST_LABELS = ("upst.method", "upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion",
-               "upst.save_confidence")
-UPST_TRAIN = ("upst.iterations", "upst.rounds")
+TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy")  # what decides S_k's weights (UPST keeps TGAA's last ones)
+SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
+UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
+UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
 
 
 def _keys(*groups: tuple[str, ...]) -> tuple[str, ...]:
@@ -87,6 +92,7 @@ class Row:
     table: str = "table3"  # the paper table it belongs to ("" = none: the oracle)
     reads: tuple[str, ...] = ()  # config keys the training stage reads
     needs_target_labels: bool = False  # only where the target train split is labelled
+    entry: str = "uplr.stages.train"  # the module whose run() trains it (its code: uplr/codedeps.py)
     doc: str = ""
 
     @property
@@ -108,30 +114,34 @@ class Row:
 
 
 _ROWS = (
-    Row("source_only", "Source only", (), None, "source", reads=_keys(DATA_SOURCE, TRAIN),
+    Row("source_only", "Source only", (), None, "source", reads=_keys(DATA_SOURCE, WORKERS, TRAIN),
         doc="DeepLab-v2 on the source labels"),
     Row("aa", "+AA", ("AA",), "source_only", "source", adversarial=True,
-        reads=_keys(DATA_SOURCE, DATA_TARGET, TRAIN, ADVERSARIAL),
+        reads=_keys(DATA_SOURCE, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL),
         doc="+ output-space adversarial adaptation on unlabelled target images"),
     Row("it", "+IT", ("AA", "IT"), "aa", "translated", adversarial=True,
-        reads=_keys(DATA_SOURCE, DATA_TARGET, TRAIN, ADVERSARIAL, TRANSLATED),
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL),
         doc="+ the source set translated to the target style (the translate stage)"),
     Row("sr", "+SR", ("AA", "IT", "SR"), "it", "translated", adversarial=True, weights="sr",
-        reads=_keys(DATA_SOURCE, DATA_TARGET, TRAIN, ADVERSARIAL, TRANSLATED, SR),
-        doc="+ soft-balance resampling of source images over all classes"),
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR),
+        entry="uplr.stages.train_sr", doc="+ soft-balance resampling of source images over all classes"),
     Row("tgaa", "+TGAA", ("AA", "IT", "SR", "TGAA"), "sr", "translated", adversarial=True, weights="tgaa",
-        rank_from="sr",
-        reads=_keys(DATA_SOURCE, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, TRANSLATED, SR, TGAA,
-                    ("evaluate.batch_size",)),
-        doc="+ resampling towards the top-k uncertain target classes S_k, re-ranked at the start of each "
-            "of t stages (S1 ranked by the +SR model); each stage's snapshot is evaluated (Figure 6)"),
-    Row("upst", "+UPST", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated", pseudo=True, init_from="tgaa",
-        reads=_keys(DATA_SOURCE, DATA_TARGET, TRAIN, TRANSLATED, UPST_TRAIN, UPST_LABELS,
-                    ("evaluate.batch_size",), tuple(f"model.{k}" for k in ("trunk", "num_classes", "multi_level",
-                                                                            "aspp_all_branches", "freeze_bn"))),
-        doc="+ self-training from the +TGAA model on its uncertainty-aware pseudo labels (+ source)"),
+        init_from="sr",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+                    ("evaluate.batch_size",)), entry="uplr.stages.train_tgaa",
+        doc="continues the +SR model and its discriminators for tgaa.iterations, drawing source images "
+            "towards the top-k uncertain target classes S_k, re-ranked with the model being trained at the "
+            "start of each of tgaa.stages stages; each stage's snapshot is evaluated (Figure 6)"),
+    Row("upst", "+UPST", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated", adversarial=True,
+        weights="tgaa", pseudo=True, init_from="tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR, TGAA_WEIGHTS,
+                    UPST_TRAIN, UPST_LABELS, ("evaluate.batch_size",)),
+        entry="uplr.stages.train_upst",
+        doc="continues the +TGAA model: every component above it (source CE on the translated set with "
+            "TGAA's last weights, the adversarial term with its discriminators) plus CE on its "
+            "uncertainty-aware pseudo labels"),
     Row("oracle", "Oracle (target-supervised)", (), None, "target", table="",
-        reads=_keys(DATA_TARGET, ("data.num_workers",), TRAIN), needs_target_labels=True,
+        reads=_keys(DATA_TARGET, WORKERS, TRAIN), needs_target_labels=True,
         doc="target labels: the target-supervised upper bound (not a UDA method)"),
 )
 ROWS: dict[str, Row] = {r.id: r for r in _ROWS}
@@ -180,13 +190,11 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("generate", "uplr.stages.generate", ("generate",)),
     StageSpec("translate", "uplr.stages.translate", _keys(DATA_SOURCE, DATA_TARGET, ("translate",))),
     StageSpec("class_stats", "uplr.stages.class_stats", _keys(DATA_SOURCE, ("model.num_classes",))),
-    StageSpec("train", "uplr.stages.train", ()),  # per row: Row.reads
-    StageSpec("pseudo_label", "uplr.stages.pseudo", _keys(DATA_TARGET, ("data.num_workers",), INFER, UPST_LABELS)),
-    StageSpec("pseudo_quality", "uplr.stages.pseudo",
-              _keys(DATA_TARGET, ("data.num_workers",), INFER, UPST_LABELS, ("upst.quality_methods",))),
+    StageSpec("train", "uplr.stages.train", ()),  # per row: Row.reads and Row.entry
+    StageSpec("pseudo_label", "uplr.stages.pseudo", _keys(DATA_TARGET, INFER, UPST_LABELS)),
+    StageSpec("pseudo_quality", "uplr.stages.pseudo", _keys(DATA_TARGET, INFER, SELECTORS, ("upst.quality_methods",))),
     StageSpec("evaluate", "uplr.stages.evaluate",
-              _keys(TARGET_VAL, ("data.num_workers",), INFER, ("evaluate.checkpoint", "evaluate.save_predictions")),
-              per_row=True),
+              _keys(TARGET_VAL, INFER, ("evaluate.checkpoint", "evaluate.save_predictions")), per_row=True),
     StageSpec("tables", "uplr.report.tables", (), extra_code=("uplr/report/paper_tables.yaml",)),
 )}
 

@@ -51,9 +51,11 @@ def score_model(cfg: Config, model: torch.nn.Module, ds, device: torch.device, d
     return result
 
 
-def evaluation_tags(cfg: Config, row: str, seed: int, device: torch.device) -> dict[str, Any]:
+def evaluation_tags(cfg: Config, row: str, seed: int, device: torch.device,
+                    checkpoint: str | None = None) -> dict[str, Any]:
+    """Tags of an evaluation run; ``checkpoint`` names the snapshot (default: ``evaluate.checkpoint``)."""
     return {"kind": "evaluation", "row": row, "seed": seed, "benchmark": cfg.benchmark,
-            "checkpoint": cfg.evaluate.checkpoint, "target": cfg.data.target.dataset,
+            "checkpoint": checkpoint or cfg.evaluate.checkpoint, "target": cfg.data.target.dataset,
             "city": cfg.data.target.city, "device": str(device)}
 
 
@@ -65,8 +67,8 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float | None]:
 
 
 def log_evaluation(cfg: Config, result: dict[str, Any], row: str, seed: int, stage: str, inputs: list[Path],
-                   device: torch.device) -> None:
+                   device: torch.device, checkpoint: str | None = None) -> None:
     """An MLflow evaluation run for a score computed elsewhere (e.g. TGAA's per-stage snapshots)."""
     with stage_run(cfg.tracking.experiment, stage, f"evaluate/{row}/seed{seed}", inputs,
-                   evaluation_tags(cfg, row, seed, device), {"row": row, "seed": seed}) as mlrun:
+                   evaluation_tags(cfg, row, seed, device, checkpoint), {"row": row, "seed": seed}) as mlrun:
         mlrun.log_metrics(result_metrics(result))

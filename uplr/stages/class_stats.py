@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Config, out: Path, stage: str = "class_stats") -> np.ndarray:
     src = configured.dataset(cfg, cfg.data.source, label_size="native")
-    with stage_run(cfg.tracking.experiment, stage, "class_stats", configured.data_inputs(cfg)[:1],
+    with stage_run(cfg.tracking.experiment, stage, "class_stats", [cfg.path(cfg.data.source.root)],
                    {"kind": "class_stats", "benchmark": cfg.benchmark}) as mlrun:
         counts = np.stack([image_class_counts(src.read_label(i), cfg.model.num_classes)
                            for i in tqdm(range(len(src)), desc="class counts", mininterval=2.0)])
