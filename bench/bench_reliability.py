@@ -42,6 +42,7 @@ data:
 model: {trunk: resnet18_half}
 train: {iterations: 2, batch_size: 2, lr: 0.01, checkpoint_every: 1, log_every: 1}
 tgaa: {stages: 1, k: 2}
+translate: {beta: 0.05}
 upst: {bins: 64}
 evaluate: {batch_size: 2}
 tracking: {experiment: uplr-bench-reliability}
