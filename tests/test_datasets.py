@@ -449,3 +449,18 @@ def test_fakes_are_deterministic(tmp_path):
     a, b, c = (np.asarray(Image.open(tmp_path / x / "labels/00002.png")) for x in "abc")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     shutil.rmtree(tmp_path / "c")
+
+
+def test_data_file_error_survives_a_dataloader_worker():
+    """torch re-builds a worker's exception from one string: the original message is kept, one line."""
+    from uplr.data.files import DataFileError
+    from uplr.errors import unwrap_worker_message
+
+    wrapped = ("Caught DataFileError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\n    raise DataFileError(...)\n'
+               "uplr.data.files.DataFileError: image file a/b.png is unreadable; re-download it\n")
+    e = DataFileError(wrapped)
+    assert str(e) == "image file a/b.png is unreadable; re-download it (in DataLoader worker process 1)"
+    assert e.kind == "unknown" and e.path is None
+    assert DataFileError("missing_image", None, "plain").kind == "missing_image"
+    assert unwrap_worker_message("not wrapped", "UplrError") == "not wrapped"

@@ -50,7 +50,7 @@ def cmd_data_check(args) -> int:
     report = check_dataset(args.dataset, Path(args.root), args.split, city=args.city, strict=args.strict,
                            full=not args.quick)
     print(report.format())
-    return 0 if report.ok else 1
+    return report.exit_status
 
 
 def cmd_train(args) -> int:
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--root", required=True, help="the dataset's root folder")
     c.add_argument("--split", default=None, help="list name or list file (default: the dataset's main list)")
     c.add_argument("--city", default="", help="NTHU only: Rome, Rio, Tokyo or Taipei")
-    c.add_argument("--strict", action="store_true", help="known-unusable GTA5 frames are errors, not skips")
+    c.add_argument("--strict", action="store_true", help="known-unusable GTA5 frames are errors, not skips "
+                   "(exit status: 0 all usable, 1 problems, 3 only GTA5 frames skipped)")
     c.add_argument("--quick", action="store_true", help="read file headers only, do not decode pixels")
     _common(c, params=False)
     c.set_defaults(func=cmd_data_check)
@@ -231,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "verbose", False):
             log.exception("failed")
         print(f"uplr: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write outside uplr.io (e.g. a library's) to a full disk or read-only folder
+        from uplr.io import is_write_error, write_error
+
+        if not is_write_error(exc):
+            raise
+        if getattr(args, "verbose", False):
+            log.exception("failed")
+        print(f"uplr: error: {write_error(exc, exc.filename or 'an output')}", file=sys.stderr)
         return 2
 
 

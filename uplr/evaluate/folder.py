@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from uplr.data.labels import CLASSES_19, labelid_to_trainid_lut, subset
+from uplr.data.labels import CLASSES_19, IGNORE_LABEL, labelid_to_trainid_lut, subset
 from uplr.errors import UplrError
 from uplr.evaluate.metrics import confusion_matrix, summarize
 from uplr.io import write_json
@@ -28,7 +28,7 @@ from uplr.io import write_json
 log = logging.getLogger(__name__)
 
 GT_SUFFIX = "_gtFine_labelIds.png"
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @functools.cache

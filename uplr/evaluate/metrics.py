@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uplr.data.labels import IGNORE_LABEL
+
 VOID = -1
 """Column index (``conf[:, VOID]``) of ground-truth pixels with an out-of-range prediction."""
 
@@ -33,7 +35,7 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def confusion_matrix(pred: Any, gt: Any, num_classes: int = 19, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(pred: Any, gt: Any, num_classes: int = 19, ignore_index: int = IGNORE_LABEL) -> np.ndarray:
     """Pixel confusion matrix, shape ``(num_classes, num_classes + 1)``, int64 (see module doc).
 
     ``pred`` and ``gt`` are label maps (numpy arrays or torch tensors) of equal shape. A ground truth
@@ -66,7 +68,7 @@ class ConfusionMeter:
     the numpy matrix (same layout as :func:`confusion_matrix`).
     """
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = IGNORE_LABEL):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.device = torch.device(device)

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from uplr.data.labels import IGNORE_LABEL
 from uplr.errors import UplrError
 from uplr.method.gmm import GmmParams, fit_gmm_1d
 from uplr.method.gmm_rules import GMM_RULES, keep_mask, kept_share_from_histogram, monotone_threshold
@@ -37,7 +38,7 @@ from uplr.method.uncertainty import pixel_entropy
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 def class_histogram(values: torch.Tensor, classes: torch.Tensor, num_classes: int, bins: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uplr.data.labels import IGNORE_LABEL
 from uplr.errors import UplrError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 LN9 = math.log(9.0)
 
 
-def image_class_counts(label: np.ndarray, num_classes: int = 19, ignore: int = 255) -> np.ndarray:
+def image_class_counts(label: np.ndarray, num_classes: int = 19, ignore: int = IGNORE_LABEL) -> np.ndarray:
     """N_c(x): pixels of each class in one train-id label map (int64, length ``num_classes``).
 
     Pixels equal to ``ignore`` are not counted; any other value outside 0..num_classes-1 is an error

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from uplr.config import Config
+from uplr.config import Config, check_tgaa
 from uplr.data import configured
 from uplr.data.labels import CLASSES_19
 from uplr.evaluate.inference import iter_probs, load_model
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def build(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[TrainJob, list[Path]]:
     job, inputs = plain_job(cfg, row, seed, args)
+    check_tgaa(cfg, configured.load_counts(args["class_stats"], len(job.labeled)), str(args["class_stats"]))
     parent = Path(args["init_model"])
     if cfg.tgaa.init == "sr":
         continue_from(job, parent, cfg.tgaa.iterations, cfg.tgaa.lr_schedule)

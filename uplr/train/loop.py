@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uplr.config import Config
+from uplr.data.labels import IGNORE_LABEL
 from uplr.io import atomic_path
 from uplr.runtime import Dist, autocast, barrier, seed_everything
 from uplr.train import checkpoint as ckpt
@@ -32,7 +33,7 @@ from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass
