@@ -130,6 +130,7 @@ class TrainConfig:
     device: Device = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     deterministic: bool = True
+    threads: int = 2  # torch CPU threads, set by every stage (not OMP_NUM_THREADS): fixes the result; 0 = torch's default
 
 
 @dataclass

@@ -55,7 +55,7 @@ DATA_TARGET = ("data.target.dataset", "data.target.root", "data.target.split", "
 TARGET_VAL = ("data.target.dataset", "data.target.root", "data.target.val_split", "data.target.size",
               "data.target.city", "data.target.strict")
 MODEL_ARCH = ("model.trunk", "model.num_classes", "model.multi_level", "model.aspp_all_branches", "model.freeze_bn")
-INFER = (*MODEL_ARCH, "evaluate.batch_size", "train.device", "train.amp")
+INFER = (*MODEL_ARCH, "evaluate.batch_size", "train.device", "train.amp", "train.threads")
 TRAIN = ("model", "train")
 ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def run(cfg: Config, model_path: Path, row: str, seed: int, out: Path, stage: str,
         predictions: Path | None = None) -> dict:
     sweep_stale(out, *([predictions] if predictions is not None else []))  # what a killed run left
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = configured.target_val(cfg)
     inputs = [Path(model_path), cfg.path(cfg.data.target.root)]
     with stage_run(cfg.tracking.experiment, stage, f"evaluate/{row}/seed{seed}", inputs,

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, summary: Path | None = None) -> None:
     sweep_stale(out, *([summary] if summary is not None else []))  # what a killed run left
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     tags = {"kind": "pseudo_label", "benchmark": cfg.benchmark, "seed": seed, "method": cfg.upst.method}
     with stage_run(cfg.tracking.experiment, stage, f"pseudo/{cfg.upst.method}/seed{seed}",
                    [Path(model_path), cfg.path(cfg.data.target.root)], tags,
@@ -50,7 +50,7 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
 def run_quality(cfg: Config, model_path: Path, out: Path, seed: int, stage: str) -> dict[str, Any]:
     """Precision / coverage of each pseudo-label method on the target train split's ground truth."""
     sweep_stale(out)  # what a killed run left
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = configured.target_train(cfg)
     if not ds.has_labels:
         log.warning("target train split has no labels: no pseudo-label quality report")
