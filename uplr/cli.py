@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from uplr.runtime import setup_logging
+    from uplr.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))

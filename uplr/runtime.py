@@ -15,16 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from uplr.logs import setup_logging  # noqa: F401 - lives in a light module for the CLI; re-exported
+
 log = logging.getLogger("uplr")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    if rank() != 0:
-        level = logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("alembic", "mlflow", "urllib3", "botocore", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def rank() -> int:

@@ -7,9 +7,10 @@ wrong), at label resolution, anywhere under the prediction folder. The predictio
 table of uplr.data.labels (from cityscapesScripts); scores are accumulated over all pixels of all images (one confusion
 matrix), then per-class IoU and the subset mIoUs are taken from it.
 
-Speed: the PNGs are decoded in a thread pool (PIL releases the GIL while it inflates), and each image
-costs one pass over its pixels: a histogram of (labelId, prediction value) pairs, 256 x 256 bins, from
-which the value checks and the trainId confusion matrix are read off. ``bench/bench_evaluate_folder.py``
+Speed: the PNGs are decoded in a thread pool (OpenCV for plain 8-bit grayscale PNGs, PIL for every
+other kind; both release the GIL while they inflate), and each image adds a histogram of (labelId,
+prediction value) pairs, 256 x 256 bins, counted over runs of equal pixels; the value checks and the
+trainId confusion matrix are read off it. ``bench/bench_evaluate_folder.py``
 compares it with cityscapesScripts' evaluator and with decoding alone.
 """
 
@@ -18,13 +19,16 @@ from __future__ import annotations
 import bisect
 import collections
 import functools
+import io
 import itertools
 import logging
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -48,9 +52,35 @@ def _cityscapes_label_ids() -> frozenset[int]:
     return frozenset(lab.id for lab in labels if lab.id >= 0)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _decode_gray8(data: bytes) -> np.ndarray | None:
+    """OpenCV's decoder for a complete 8-bit grayscale PNG (the usual label map): ~20% less CPU than PIL
+    and no copy out of a PIL image. None for anything else (palette, 16-bit, colour, truncated or
+    broken files), which PIL then reads or reports."""
+    if len(data) < 45 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or data[-12:] != PNG_IEND:
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    if depth != 8 or colour != 0:
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint8 or arr.shape != (height, width):
+        return None
+    return arr
+
+
 def _read_label_png(path: Path, what: str) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UplrError(f"{what} {path} cannot be read ({e.strerror}); check the file and its permissions") from e
+    arr = _decode_gray8(data)
+    if arr is not None:
+        return arr
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             arr = np.asarray(im)
     except Exception as e:  # PIL raises many types for broken files
         raise UplrError(
@@ -92,13 +122,22 @@ BAD_GT = "ground truth {path} holds values {values} that are not Cityscapes labe
 def pair_histogram(gt_ids: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """``h[g, p]`` = number of pixels with ground-truth labelId ``g`` and predicted value ``p``: int64, 256 x 256.
 
-    Both maps are uint8 of the same shape. One pass over the pixels (key = 256 g + p, then a bincount);
-    everything else (value checks, the trainId confusion matrix) is read off the 65,536 bins.
+    Both maps are uint8 of the same shape. Label maps are piecewise constant, so the pixels are counted
+    as runs: in raster order, find the last pixel of every run over which neither map changes, and
+    count each run once, weighted by its length (a few streaming passes over the pixels; a bincount
+    over every pixel costs several times more). Value checks and the trainId confusion matrix are
+    then read off the 65,536 bins.
     """
-    key = gt_ids.astype(np.uint16)
-    key <<= 8
-    key |= pred
-    return np.bincount(key.ravel(), minlength=256 * 256).reshape(256, 256)
+    g, p = gt_ids.ravel(), pred.ravel()
+    if g.size == 0:
+        return np.zeros((256, 256), dtype=np.int64)
+    changes = g[1:] != g[:-1]
+    changes |= p[1:] != p[:-1]
+    ends = np.append(np.flatnonzero(changes), g.size - 1)  # last pixel of every run
+    lengths = np.diff(ends, prepend=-1)
+    key = g[ends].astype(np.intp) * 256 + p[ends]
+    hist = np.bincount(key, weights=lengths, minlength=256 * 256)  # float64: exact below 2**53
+    return hist.astype(np.int64).reshape(256, 256)
 
 
 def confusion_from_pairs(hist: np.ndarray, lut: np.ndarray, num_classes: int) -> np.ndarray:
