@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import struct
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from uplr.data.labels import CLASSES_19, labelid_to_trainid_lut, subset
 from uplr.errors import UplrError
@@ -220,6 +220,27 @@ def _score_pair(gt_path: Path, pred_path: Path, pred_ok: np.ndarray, gt_ok: np.n
     return hist
 
 
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def _progress(total: int):
+    """A tqdm bar on a terminal; nothing otherwise (what tqdm's ``disable=None`` does), and then tqdm,
+    whose import costs more CPU than scoring a few images, is not imported at all."""
+    if not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="evaluate", unit="img", leave=False)
+
+
 def evaluate_folder(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -263,7 +284,7 @@ def evaluate_folder(
         try:
             for gt_path, pred_path in itertools.islice(jobs, 2 * workers):  # bounded look-ahead
                 pending.append(pool.submit(_score_pair, gt_path, pred_path, pred_ok, gt_ok))
-            with tqdm(total=len(gts), desc="evaluate", unit="img", leave=False) as bar:
+            with _progress(len(gts)) as bar:
                 while pending:
                     hist += pending.popleft().result()  # in order: the first bad file is reported
                     bar.update()
