@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "uncertainty-aware selection trusts (255 elsewhere); or, with --quality, score every "
                        "selection method against the target labels. DVC stages pseudo_label, pseudo_quality.")
     p.add_argument("--model", required=True, help="the model that labels the target (model.pt)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the model's training run (a tag of the MLflow run; default: 0)")
     p.add_argument("--out", help="pseudo-label folder to write (uint8 PNGs, 255 = ignore)")
     p.add_argument("--summary", help="JSON summary of the pass (kept pixels, fitted GMMs)")
     p.add_argument("--quality", help="instead: write the precision/coverage report of every method to this JSON")
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "saved trainId PNGs against Cityscapes gtFine labels like the official script.")
     p.add_argument("--model", help="model.pt written by `uplr train`")
     p.add_argument("--row", help="the row the model belongs to (a tag for the tables)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the model's training run (a tag of the MLflow run; default: 0)")
     p.add_argument("--out", help="where to write the per-class IoU JSON")
     p.add_argument("--predictions", help="folder to write trainId PNG predictions to")
     p.add_argument("--pred-dir", help="score this folder of trainId PNG predictions ...")
