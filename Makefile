@@ -48,6 +48,10 @@ endif
 test: setup ## run the test suite
 	pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: setup ## the inner loop: the suite without the tests marked slow (end-to-end pipelines, torchrun, PostgreSQL)
+	pytest -m 'not slow' $(PYTEST_ARGS)
+
 tables: setup ## rebuild reports/ (the paper's tables beside ours) from MLflow
 	uplr tables --out reports
 
