@@ -203,7 +203,7 @@ def test_reference_rows_are_consistent_with_their_miou():
                                                               "pole", "traffic light"]),
         ("benchmark: synthia_cityscapes", "benchmark: synthia_cityscape", ["table2.benchmark", "'synthia_cityscape'",
                                                                             "gta5_cityscapes, synthia_cityscapes"]),
-        ("{row: sr, components: [AA, IT, SR]", "{row: srr, components: [AA, IT, SR]",
+        ("{row: sr, miou:", "{row: srr, miou:",
          ["table3.entries[3]", "'srr'", "source_only, aa, it, sr"]),
         ("cities: [Rome, Rio, Tokyo, Taipei]", "cities: [Rome, Rio, Tokio, Taipei]", ["cross_city.cities[2]", "Tokyo"]),
         ("  k: 5", "  k: 0", ["figure6.k"]),
@@ -301,20 +301,31 @@ def test_table2_subset_mious_from_per_class_iou_and_not_run(built):
 def test_table3_ablation_both_benchmarks(built):
     s, out, _ = built
     header, rows = md_table(out / "table3_gta5_cityscapes.md")
-    assert header == ["Method", "AA", "IT", "SR", "TGAA", "UPST", "mIoU (ours)", "n", "mIoU (paper)", "Δ"]
+    assert header == ["Method", "AA", "IT", "SR", "TGAA", "UPST", "mIoU (ours)", "n",
+                      "Δ to the row above (paired, 95% CI)", "mIoU (paper)", "Δ ours − paper"]
     assert [rows[k]["mIoU (paper)"] for k in ("Source only", "+AA", "+IT", "+SR", "+TGAA", "+UPST")] == \
         ["36.6", "42.9", "45.3", "46.1", "48.8", "52.6"]
     assert [rows["+IT"][c] for c in ("AA", "IT", "SR")] == ["✓", "✓", ""]
-    assert rows["+AA"]["mIoU (ours)"] == "not run" and rows["+AA"]["Δ"] == "not run"
+    assert rows["+AA"]["mIoU (ours)"] == "not run" and rows["+AA"]["Δ ours − paper"] == "not run"
     one = per_run_miou(runs_of(s, "gta5_cityscapes", "source_only"), "19")
     assert rows["Source only"]["mIoU (ours)"] == f"{one[0]:.1f}" and rows["Source only"]["n"] == "1"
-    assert rows["Source only"]["Δ"] == f"{one[0] - 36.6:+.1f}"
+    assert rows["Source only"]["Δ ours − paper"] == f"{one[0] - 36.6:+.1f}"
+    assert rows["Source only"]["Δ to the row above (paired, 95% CI)"] == ""  # the first row has none above
     header, rows = md_table(out / "table3_embedded.md")
-    assert "Δ" not in header
+    assert "Δ ours − paper" not in header
     assert {r["mIoU (paper)"] for r in rows.values()} == {"different benchmark"}
     sr = per_run_miou(runs_of(s, "embedded", "sr"), "19")
     assert rows["+SR"]["mIoU (ours)"] == cell(sr) and rows["+AA"]["mIoU (ours)"] == "not run"
     assert "different benchmark" in (out / "table3_embedded.md").read_text().split("|")[-1]
+    # paired Δ (+TGAA − +SR, seeds 0 and 1) against scipy's paired t-test interval
+    from scipy.stats import ttest_rel
+
+    tg = per_run_miou(runs_of(s, "embedded", "tgaa"), "19")
+    ci = ttest_rel(tg, sr).confidence_interval(0.95)
+    shown = "" if ci.low > 0 or ci.high < 0 else ", not shown"
+    assert rows["+TGAA"]["Δ to the row above (paired, 95% CI)"] == \
+        f"{np.mean(tg - sr):+.1f} [{ci.low:+.1f}, {ci.high:+.1f}]{shown}"
+    assert rows["+UPST"]["Δ to the row above (paired, 95% CI)"].endswith("(1 seed: no interval)")
 
 
 def test_cross_city_layout(built):

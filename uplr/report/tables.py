@@ -10,18 +10,21 @@ Tables: 1 (GTA5 → Cityscapes) and 2 (SYNTHIA → Cityscapes) with the peers' r
 ("Ours (AA)") and upst ("Ours (ST)") and the delta to the paper; 3 (the ablation) for GTA5 and the
 embedded benchmark; Cross-City (per-city mIoU over the 13 NTHU classes); the embedded benchmark's
 per-class table; Figure 6 (IoU of infrequent classes over TGAA's stages, rows ``tgaa@S<k>``).
+
+Longer than 400 lines because every table shares the cell and note conventions defined at its top; the
+Markdown/LaTeX/CSV writing itself is in render.py and the figures in figures.py.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from uplr import experiments as X
 from uplr.data.labels import CLASSES_19, SUBSETS
 from uplr.io import write_text
 from uplr.report import figures
@@ -34,8 +37,9 @@ from uplr.report.reference import (
     Reference,
     load_reference,
 )
-from uplr.report.render import CHECK, NOT_RUN, Table, fmt, fmt_delta, fmt_paper
+from uplr.report.render import CHECK, NOT_RUN, Figure, Table, fmt, fmt_delta, fmt_paper
 from uplr.report.runs import MIOU_COLUMNS, aggregate, class_pixel_fraction, evaluation_runs
+from uplr.report.stats import PairedDelta, fmt_paired, paired_t_interval
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +57,6 @@ CONVENTIONS = (
 )
 
 
-@dataclass
-class Figure:
-    name: str  # PNG file name
-    draw: Callable[[Path], None]
-
-
 class Results:
     """Our aggregated numbers, looked up by (benchmark, row, city)."""
 
@@ -70,6 +68,19 @@ class Results:
 
     def get(self, benchmark: str, row: str, city: str = "") -> pd.Series | None:
         return self._index.get((benchmark, row, city))
+
+    def per_seed(self, benchmark: str, row: str, column: str, city: str = "") -> dict[int, float]:
+        """One value per seed (the newest run of each seed) of ``row``."""
+        if self.runs.empty:
+            return {}
+        g = self.runs[(self.runs["benchmark"] == benchmark) & (self.runs["row"] == row) & (self.runs["city"] == city)]
+        return {int(s): float(v) for s, v in zip(g["seed"], g[column], strict=True)} if column in g else {}
+
+    def paired(self, benchmark: str, row: str, parent: str | None, column: str = "miou/19") -> PairedDelta:
+        """The paired difference ``row`` − ``parent`` over their common seeds."""
+        if parent is None:
+            return PairedDelta(np.nan, np.nan, np.nan, 0)
+        return paired_t_interval(self.per_seed(benchmark, row, column), self.per_seed(benchmark, parent, column))
 
     def rows_of(self, benchmark: str) -> list[str]:
         return sorted({r for b, r, _ in self._index if b == benchmark})
@@ -171,19 +182,24 @@ def comparison_table(spec: ComparisonSpec, res: Results, ref: Reference) -> Tabl
 def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Reference) -> tuple[Table, Figure | None]:
     """The ablation rows with their components; the paper's mIoU and Δ only on the paper's benchmark."""
     paper_applies = benchmark == spec.benchmark
-    header = ["Method", *spec.components, "mIoU (ours)", "n", "mIoU (paper)", *(["Δ"] if paper_applies else [])]
+    header = ["Method", *spec.components, "mIoU (ours)", "n", "Δ to the row above (paired, 95% CI)",
+              "mIoU (paper)", *(["Δ ours − paper"] if paper_applies else [])]
     rows, records, found = [], [], []
     for e in spec.entries:
         r = res.get(benchmark, e.row)
         found.append(r)
         checks = [CHECK if c in e.components else "" for c in spec.components]
         ours = _ours(r, [MIOU19])[0]
+        parent = X.ROWS[e.row].parent if e.row in X.ROWS else None
+        step = res.paired(benchmark, e.row, parent)
         if paper_applies:
             tail = [fmt_paper(e.miou), NOT_RUN if r is None else fmt_delta(r[MIOU19], e.miou)]
         else:
             tail = ["different benchmark"]
-        rows.append([ref.label(e.row), *checks, ours, _n(r), *tail])
+        rows.append([ref.label(e.row), *checks, ours, _n(r), "" if parent is None else fmt_paired(step), *tail])
         rec = _record(r, [MIOU19], benchmark=benchmark, method=ref.label(e.row), row=e.row)
+        rec.update({"parent": parent or "", "delta_parent_mean": step.mean, "delta_parent_low": step.low,
+                    "delta_parent_high": step.high, "delta_parent_n": step.n, "delta_parent_shown": step.shown})
         if paper_applies:
             rec[f"{MIOU19}_paper"] = np.nan if e.miou is None else e.miou
             rec[f"{MIOU19}_delta"] = np.nan if r is None or e.miou is None else r[MIOU19] - e.miou
@@ -194,6 +210,10 @@ def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Refere
     notes = [
         f"Ours: MLflow evaluation runs of benchmark `{benchmark}`; mIoU = mean of the run's per-class IoU over "
         f"the 19 classes, then mean ± std over seeds.{_snapshots(found)} Run ids: {name}.csv.",
+        "Δ to the row above: the mean over seeds of (this row − the row above, same seed) with its 95% "
+        "t-interval; `not shown` when the interval spans 0 (the seeds do not show a gain or a loss). +TGAA "
+        "continues the +SR model and +UPST the +TGAA model (uplr/experiments.py), so their Δ includes "
+        "the extra steps: the variants table holds the controls that train as long without the component.",
         (f"Paper: {ref.citation()}, Table 3 (one run each). Δ = our mean − the paper's number."
          if paper_applies else
          f"The paper's Table 3 is measured on {BENCHMARKS[spec.benchmark]}; this is a different benchmark, "
@@ -370,13 +390,28 @@ def build(runs: pd.DataFrame, ref: Reference,
     return tables, figs
 
 
-def index(tables: list[Table], figs: list[Figure], runs: pd.DataFrame, ref: Reference) -> str:
+def describe_store(uri: str, root: Path) -> str:
+    """The MLflow store as the reports name it: relative to the repository, credentials masked."""
+    import re
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            return f"the local store `{path.resolve().relative_to(root.resolve())}` (at the repository root)"
+        except ValueError:
+            return f"the local store `{path.name}` (outside this repository)"
+    return f"`{re.sub(r'://[^/@]*@', '://***@', uri)}`"
+
+
+def index(tables: list[Table], figs: list[Figure], runs: pd.DataFrame, ref: Reference, store: str = "") -> str:
     exps = sorted(set(runs["experiment"])) if not runs.empty else []
     lines = [
         "# UPLR reproduction: tables and figures",
         "",
         f"Built by `uplr tables` from {len(runs)} MLflow evaluation run(s)"
-        + (f" in experiment(s) {', '.join(f'`{e}`' for e in exps)}." if exps else " (none found: every row says `not run`)."),
+        + (f" in {store}" if store else "")
+        + (f", experiment(s) {', '.join(f'`{e}`' for e in exps)}." if exps else " (none found: every row says `not run`).")
+        + " Each table's CSV lists the run ids behind every number.",
         f"Paper numbers: {ref.citation()}, transcribed from {ref.source['transcribed_from']} into "
         "uplr/report/paper_tables.yaml.",
         "",
@@ -425,7 +460,11 @@ def run(out: Path, experiments: list[str] | None = None, reference: Path | None 
 
     q_tables, q_figs = quality_outputs(pseudo_quality_runs(experiments))
     tables, figs = tables + q_tables, figs + q_figs
-    written = write(Path(out), tables, figs, index(tables, figs, runs, ref))
+    from uplr.track.lineage import repo_root
+    from uplr.track.mlflow_run import tracking_uri
+
+    store = describe_store(tracking_uri(), repo_root())
+    written = write(Path(out), tables, figs, index(tables, figs, runs, ref, store))
     if echo:
         print("\n".join(t.markdown() for t in tables))  # the command's output, not a log message
     log.info("%d files written to %s from %d evaluation runs", len(written), out, len(runs))
