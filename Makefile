@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the local MLflow store: every stage and `uplr tables` use it (also from the temporary copy `make demo` runs in)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help setup lock demo ablation test tables ui lint clean
+.PHONY: help setup lock demo ablation variants test tables ui lint clean
 -include mk/*.mk
 
 help: ## show this help
@@ -31,7 +31,10 @@ lock: ## regenerate requirements.lock (hash-pinned) from requirements.in
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-strategy unsafe-best-match \
 	  --index-url https://pypi.org/simple --extra-index-url file:///opt/pypi-more/simple -o requirements.lock
 
-DEMO_STAGES := evaluate_source_only evaluate_oracle
+DEMO_STAGES := evaluate_source_only@0 evaluate_oracle@0
+# the evaluation stages of Table 3's rows + the oracle, and of the variants and controls (uplr/experiments.py)
+ABLATION_STAGES = $(shell $(VENV)/bin/python -m uplr.experiments stages table3 oracle)
+VARIANT_STAGES = $(shell $(VENV)/bin/python -m uplr.experiments stages variants)
 
 # The demo runs as a DVC experiment in a temporary copy (dvc exp run --temp): the workspace, dvc.lock and the
 # published reports/ stay as they are (git status stays clean); the runs go to MLflow, the outputs to DVC's
@@ -40,14 +43,23 @@ demo: setup ## embedded benchmark: generate, train source-only + oracle, evaluat
 	dvc exp run --temp $(DEMO_STAGES)
 	uplr tables --out reports/demo
 
-# SEEDS='[0,1,2]' runs the grid for three seeds (dvc exp run -S, recorded as a DVC experiment)
+# SEEDS='[0]' runs another seed grid than params.yaml's five (dvc exp run -S, recorded as a DVC experiment)
 SEEDS ?=
-ablation: setup ## Table 3 on the embedded benchmark: every row for the seeds in params.yaml (SEEDS='[0,1,2]')
+ablation: setup ## Table 3 on the embedded benchmark: its rows + the oracle for the seeds in params.yaml (5); tables in reports/latest
 ifeq ($(strip $(SEEDS)),)
-	dvc repro
+	dvc repro $(ABLATION_STAGES)
 else
-	dvc exp run -S 'seeds=$(SEEDS)'
+	dvc exp run -S 'seeds=$(SEEDS)' $(ABLATION_STAGES)
 endif
+	uplr tables --out reports/latest
+
+variants: setup ## the controls and variants (sr_more, tgaa_more, upst on each baseline's labels, tgaa_scratch)
+ifeq ($(strip $(SEEDS)),)
+	dvc repro $(VARIANT_STAGES)
+else
+	dvc exp run -S 'seeds=$(SEEDS)' $(VARIANT_STAGES)
+endif
+	uplr tables --out reports/latest
 
 test: setup ## run the test suite
 	pytest $(PYTEST_ARGS)

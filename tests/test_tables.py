@@ -229,7 +229,8 @@ def test_reference_file_is_validated(tmp_path, old, new, expected):
 def test_files_in_every_format_and_identical_bytes(built):
     _, out, (first, second, third) = built
     names = ["table1_gta5_cityscapes", "table2_synthia_cityscapes", "table3_gta5_cityscapes", "table3_embedded",
-             "crosscity_cityscapes_nthu", "embedded", "figure6_embedded", "figure6_gta5_cityscapes"]
+             "crosscity_cityscapes_nthu", "embedded", "figure6_embedded", "figure6_gta5_cityscapes",
+             "variants_embedded"]
     readme = (out / "README.md").read_text()
     for name in names:
         for suffix in (".md", ".csv", ".tex"):
@@ -326,6 +327,17 @@ def test_table3_ablation_both_benchmarks(built):
     assert rows["+TGAA"]["Δ to the row above (paired, 95% CI)"] == \
         f"{np.mean(tg - sr):+.1f} [{ci.low:+.1f}, {ci.high:+.1f}]{shown}"
     assert rows["+UPST"]["Δ to the row above (paired, 95% CI)"].endswith("(1 seed: no interval)")
+
+
+def test_variants_table_lists_every_control_and_variant(built):
+    from uplr import experiments as X
+
+    _, out, _ = built
+    header, rows = md_table(out / "variants_embedded.md")
+    assert header[:2] == ["Variant", "compared with"]
+    assert list(rows) == [X.ROWS[r].label for r in X.table_rows("variants")]
+    assert rows["+SR, continued (control for +TGAA)"]["compared with"] == "+TGAA"
+    assert {r["mIoU (ours)"] for r in rows.values()} == {"not run"}  # the fixture store has no variant runs
 
 
 def test_cross_city_layout(built):

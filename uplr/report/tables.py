@@ -47,7 +47,7 @@ VALUE_COLUMNS = [*CLASSES_19, *MIOU_COLUMNS]
 MIOU19 = "miou/19"
 EMBEDDED = "embedded"
 # files whose number depends on the runs (one per benchmark with data); stale ones are removed
-_VARIABLE_PREFIXES = ("figure6_", "table3_", "pseudo_quality_")
+_VARIABLE_PREFIXES = ("figure6_", "table3_", "pseudo_quality_", "variants_")
 
 CONVENTIONS = (
     "Cells: `mean ± std` is our mean over seeds with the sample standard deviation (n-1; no ± for one "
@@ -231,6 +231,38 @@ def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Refere
     return table, fig
 
 
+def variants_table(benchmark: str, res: Results) -> Table:
+    """The controls and variants of the grid, each against the Table 3 row it is an alternative to."""
+    col = "Δ this − compared row (paired, 95% CI)"
+    header = ["Variant", "compared with", "mIoU (ours)", "n", col, "Δ to its parent (paired, 95% CI)"]
+    rows, records = [], []
+    for rid in X.table_rows("variants"):
+        spec = X.ROWS[rid]
+        r = res.get(benchmark, rid)
+        versus = res.paired(benchmark, rid, spec.versus)
+        parent = res.paired(benchmark, rid, spec.parent)
+        rows.append([spec.label, X.label(spec.versus or ""), _ours(r, [MIOU19])[0], _n(r), fmt_paired(versus),
+                     fmt_paired(parent)])
+        rec = _record(r, [MIOU19], benchmark=benchmark, method=spec.label, row=rid)
+        rec.update({"versus": spec.versus, "delta_versus_mean": versus.mean, "delta_versus_low": versus.low,
+                    "delta_versus_high": versus.high, "delta_versus_n": versus.n, "parent": spec.parent,
+                    "delta_parent_mean": parent.mean, "delta_parent_low": parent.low,
+                    "delta_parent_high": parent.high, "delta_parent_n": parent.n})
+        records.append(rec)
+    name = f"variants_{benchmark}"
+    notes = [
+        f"MLflow evaluation runs of benchmark `{benchmark}`; mIoU over 19 classes, mean ± std over seeds. Each "
+        "Δ is the mean over seeds of the per-seed difference with its 95% t-interval; `not shown` when it "
+        "spans 0. Rows are defined in uplr/experiments.py (`make variants`).",
+        "Controls: `+SR, continued` trains the +SR model as many steps as +TGAA adds, without S_k, so "
+        "`+TGAA − it` is what S_k gives at equal steps; `+TGAA, continued` likewise for +UPST's pseudo labels. "
+        "`+UPST, <baseline> pseudo labels` self-trains on a threshold, BDL or CBST selection instead of the GMM.",
+        CONVENTIONS,
+    ]
+    title = f"Variants and controls, {BENCHMARKS[benchmark]}: mIoU over 19 classes (%)"
+    return Table(name, title, header, rows, notes, text_columns=2, data=pd.DataFrame(records))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Cross-City
 
@@ -380,6 +412,9 @@ def build(runs: pd.DataFrame, ref: Reference,
         t, f = ablation_table(ref.table3, bench, res, ref)
         tables.append(t)
         figs += [f] if f else []
+    for bench in [EMBEDDED, *(b for b in res.benchmarks() if b != EMBEDDED and b in BENCHMARKS
+                              and any(res.get(b, r) is not None for r in X.table_rows("variants")))]:
+        tables.append(variants_table(bench, res))
     tables.append(cross_city_table(ref.cross_city, res, ref))
     tables.append(per_class_table(EMBEDDED, res, ref, EMBEDDED))
     for bench in [b for b in res.benchmarks() if b in BENCHMARKS and stage_rows(res, b)]:
