@@ -74,12 +74,12 @@ endif
 test: setup ## run the test suite
 	pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: setup ## the inner loop: the suite without the tests marked slow (end-to-end pipelines, torchrun, PostgreSQL)
+	pytest -m 'not slow' $(PYTEST_ARGS)
+
 tables: setup ## rebuild the published reports/ (the paper's tables beside ours) from MLflow
 	uplr tables --out reports
-
-ui: setup ## MLflow UI on http://127.0.0.1:5000 over the local store
-	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
-	  --default-artifact-root $(CURDIR)/mlartifacts
 
 lint: setup lint-docker ## ruff on the code, hadolint on the Dockerfile
 	ruff check uplr tests bench scripts

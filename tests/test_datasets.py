@@ -175,6 +175,7 @@ def test_gta5_license_plate_index_34_is_ignore(tmp_path):
     assert (GTA5(tmp_path, split=str(tmp_path / "all.txt")).read_label(0) == 255).all()
 
 
+@pytest.mark.slow
 def test_gta5_packaged_list_skips_absent_frames(tmp_path, caplog):
     make_fake_gta5(tmp_path, n=3)
     with caplog.at_level(logging.WARNING):
@@ -282,6 +283,7 @@ def test_build_dataset_names_and_loader(tmp_path):
         build_dataset("mapillary", tmp_path, "all")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "split", "count", "first_image"),
     [

@@ -104,6 +104,7 @@ def _compare(values: np.ndarray, params: GmmParams, c: int, cov: str) -> None:
     assert 0.05 < ours.mean() < 0.95  # the data really is split, the agreement is not trivial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov", ["full", "spherical"])
 def test_raw_value_fit_matches_sklearn(cov):
     data = _datasets()
@@ -114,6 +115,7 @@ def test_raw_value_fit_matches_sklearn(cov):
         _compare(values, params, c, cov)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov", ["full", "spherical"])
 def test_histogram_fit_matches_sklearn_on_raw_values(cov):
     data = _datasets()

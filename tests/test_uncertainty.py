@@ -138,6 +138,7 @@ def _all_reduce_worker(rank: int, init_file: str, results) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_sums_across_ranks(tmp_path):
     assert ClassEntropyMeter(3).all_reduce().counts.tolist() == [0, 0, 0]  # no process group: no-op
     ctx = torch.multiprocessing.get_context("spawn")

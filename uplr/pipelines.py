@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-check", metavar="BENCHMARK",
                     help="instead: check every dataset split the benchmark's pipeline reads (exit 1 on a problem)")
     args = ap.parse_args(argv)
-    from uplr.runtime import setup_logging
+    from uplr.logs import setup_logging
 
     setup_logging(False)
     try:
