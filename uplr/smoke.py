@@ -12,7 +12,7 @@ the repository (git + DVC project, as tests/test_pipelines.py does), where
   except the counts: one seed, the fakes' list files, ``train.iterations`` and ``upst.iterations`` = 2
   (TGAA: 2 stages of 1), evaluation batch 1, no DataLoader workers; Cross-City runs one city (Rome).
 
-Stages run one at a time, in the order ``dvc repro --dry`` gives, each through ``dvc repro -s``, so that
+Stages run one at a time, in the order ``dvc repro`` runs them (DVC's stage graph), each through ``dvc repro -s``, so that
 each one's wall time and peak RSS (``os.wait4``: the largest process of the stage's process tree,
 ``dvc`` itself included) are measured on their own; a final ``dvc repro`` must find nothing to do.
 After each training stage the cost of one iteration of that row (:mod:`uplr.train.cost`: FLOPs of
@@ -191,13 +191,23 @@ def prepare(repo: Path, work: Path, benchmark: str, n: int, n_val: int, iteratio
 # running and measuring
 
 
+_ORDER = """
+import sys
+import networkx as nx
+from dvc.repo import Repo
+with Repo(".") as repo:
+    for st in nx.dfs_postorder_nodes(repo.index.graph):
+        if getattr(st, "path_in_repo", None) == sys.argv[1] and getattr(st, "name", None):
+            print(st.name)
+"""
+
+
 def stage_order(work: Path, dvc_yaml: str, env: dict[str, str]) -> list[str]:
-    """The stages ``dvc repro`` would run, in its order (from ``dvc repro --dry``)."""
-    out = _check([_dvc(), "repro", "--dry", dvc_yaml], work, env)
-    names = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")]
+    """The stages of ``dvc_yaml`` in the order ``dvc repro`` runs them (DVC's graph, dependencies first)."""
+    names = _check([sys.executable, "-c", _ORDER, dvc_yaml], work, env).split()
     if not names:
-        raise UplrError(f"{dvc_yaml}: dvc repro --dry lists no stage to run; is the copy already reproduced?")
-    return [n.split(":", 1)[1] if ":" in n else n for n in names]
+        raise UplrError(f"{dvc_yaml}: DVC lists no stage in it")
+    return names
 
 
 def measured(cmd: list[str], cwd: Path, env: dict[str, str], logfile: Path) -> dict[str, Any]:
