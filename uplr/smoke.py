@@ -297,6 +297,7 @@ def run_smoke(repo: Path, benchmark: str, work: Path, n: int = 3, n_val: int = 2
                 by_key[key] = row
             c["logged_to_mlflow"] = log_cost_to_mlflow(env, cfg.tracking.experiment, stage, c, out)
             costs[row] = c
+        write_json(work / "smoke-progress.json", {"stages": stages, "costs": costs})  # survives a failure
     again = _check([_dvc(), "repro", dvc_yaml], work, env)
     if "Running stage" in again:
         raise UplrError(f"smoke {benchmark}: a second dvc repro ran stages again:\n{again[-1500:]}")
