@@ -101,7 +101,8 @@ def _measured(tmp_path: Path) -> Path:
     costs = {r: {"flops_per_iteration": 1e12 * (k + 1), "inference_flops_per_target_image": 0.5e12,
                  "peak_step_bytes": 1, "weight_bytes": 1} for k, r in enumerate(rows)}
     p = tmp_path / "m.json"
-    p.write_text(json.dumps({"costs": costs, "when": "t", "trunk": "resnet101"}))
+    p.write_text(json.dumps({"costs": costs, "when": "t", "trunk": "resnet101", "benchmark": "gta5_cityscapes",
+                             "source_size": [1280, 720], "target_size": [1024, 512]}))
     return p
 
 
@@ -132,5 +133,9 @@ def test_cost_cli_errors(tmp_path, capsys):
     assert main(["cost", "gta5_cityscapes", "--measured", str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err
     assert "none.json" in err and "SMOKE=1" in err and "Traceback" not in err
-    assert main(["cost", "bogus", "--measured", str(_measured(tmp_path))]) == 2
-    assert "no such pipeline" in capsys.readouterr().err
+    assert main(["cost", "gta5_cityscapes", "--measured", str(_measured(tmp_path))]) == 0
+    assert capsys.readouterr().out.startswith("ESTIMATE")
+    # measured for another benchmark / at other sizes: refused
+    assert main(["cost", "synthia_cityscapes", "--measured", str(_measured(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert "[1280, 720]" in err and "[1280, 760]" in err and "SMOKE=1" in err

@@ -103,9 +103,13 @@ def test_costs_reach_the_run_folders_and_mlflow(smoke):
 @pytest.mark.slow
 def test_uplr_cost_reads_the_summary(smoke, tmp_path):
     work, summary, _ = smoke
+    uplr = str(Path(sys.executable).parent / "uplr")
     out = tmp_path / "m.json"
     out.write_text(json.dumps(summary))
-    proc = subprocess.run([str(Path(sys.executable).parent / "uplr"), "cost", BENCH, "--measured", str(out)],
-                          cwd=REPO, capture_output=True, text=True)
+    # measured at reduced crops: refused for the paper's schedule
+    proc = subprocess.run([uplr, "cost", BENCH, "--measured", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "[160, 88]" in proc.stderr and "Traceback" not in proc.stderr
+    # the same figures against the copy's params (the reduced crops): priced
+    proc = subprocess.run([uplr, "cost", BENCH, "--measured", str(out)], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ESTIMATE") and "train_upst" in proc.stdout and "not verified" in proc.stdout

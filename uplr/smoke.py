@@ -326,6 +326,51 @@ def run_smoke(repo: Path, benchmark: str, work: Path, n: int = 3, n_val: int = 2
     }
 
 
+def measure_costs(repo: Path, benchmark: str, tmp: Path) -> dict[str, Any]:
+    """Only the per-row cost measurement, at the pipeline's own params (no pipeline run): ``--cost-only``."""
+    import torch
+
+    from uplr.config import load_config
+    from uplr.train.cost import shape_key
+
+    folder = repo / "pipelines" / benchmark
+    cfg = load_config(folder / "params.yaml")
+    rows = []
+    for name in yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]:
+        row = _row_of(name)
+        if row is not None and row not in rows:
+            rows.append(row)
+    costs: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, str] = {}
+    stages = []
+    for row in rows:
+        key = shape_key(cfg, row)
+        if key in by_key:
+            costs[row] = {**costs[by_key[key]], "row": row, "same_shapes_as": by_key[key]}
+            continue
+        out = tmp / f"{row}.json"
+        log.info("measuring one iteration of %s ...", row)
+        m = measured([sys.executable, "-m", "uplr.train.cost", "--params", "params.yaml", "--row", row,
+                      "--out", str(out)], folder, dict(os.environ), tmp / f"cost_{row}.log")
+        if m["returncode"] != 0:
+            raise UplrError(f"the cost measurement of row {row} failed:\n{_tail(tmp / f'cost_{row}.log')}")
+        stages.append({"stage": f"(cost measurement: {row})", **m})
+        costs[row] = json.loads(out.read_text())
+        by_key[key] = row
+    return {
+        "benchmark": benchmark, "what": "uplr.smoke --cost-only: the per-row cost at the pipeline's params, "
+        "no pipeline run", "cost_only": True, "source_size": list(cfg.data.source.size),
+        "target_size": list(cfg.data.target.size), "trunk": cfg.model.trunk, "iterations": 0,
+        "images": {"train": 0, "val": 0}, "stages": stages, "costs": costs,
+        "total_seconds": round(sum(x["seconds"] for x in stages), 1),
+        "max_peak_rss_mib": max((x["peak_rss_mib"] for x in stages), default=0.0),
+        "environment": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+                        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                        "torch": torch.__version__},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 def format_table(summary: dict[str, Any]) -> str:
     lines = [f"smoke run of {summary['benchmark']} ({summary['trunk']}, source {summary['source_size']}, "
              f"target {summary['target_size']}, {summary['iterations']} iterations per training stage, "
@@ -356,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary project")
     ap.add_argument("--out", default=None, help="summary JSON (default reports/smoke/<benchmark>.json)")
     ap.add_argument("--no-cost", action="store_true", help="skip the per-row FLOP/memory measurement")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only measure each row's cost at the pipeline's params (no pipeline run)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     repo = Path.cwd()
@@ -369,16 +416,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise UplrError(f"{name} must be >= 1, got {v}")
         work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix=f"uplr-smoke-{args.benchmark}-"))
         work.mkdir(parents=True, exist_ok=True)
-        if any(work.iterdir()):
+        if args.cost_only:
+            try:
+                summary = measure_costs(repo, args.benchmark, work.resolve())
+            finally:
+                if not (args.keep or args.workdir):
+                    shutil.rmtree(work, ignore_errors=True)
+        elif any(work.iterdir()):
             raise UplrError(f"{work}: --workdir must be empty (or absent)")
-        try:
-            summary = run_smoke(repo, args.benchmark, work.resolve(), args.images, args.val_images, args.iterations,
-                                args.scale, cost=not args.no_cost)
-        finally:
-            if args.keep or args.workdir:
-                log.info("project kept in %s", work)
-            else:
-                shutil.rmtree(work, ignore_errors=True)
+        else:
+            try:
+                summary = run_smoke(repo, args.benchmark, work.resolve(), args.images, args.val_images,
+                                    args.iterations, args.scale, cost=not args.no_cost)
+            finally:
+                if args.keep or args.workdir:
+                    log.info("project kept in %s", work)
+                else:
+                    shutil.rmtree(work, ignore_errors=True)
     except UplrError as e:
         print(f"uplr.smoke: error: {e}", file=sys.stderr)
         return 2

@@ -195,8 +195,23 @@ def format_report(benchmark: str, items: list[Item], notes: list[str], measured:
     return "\n".join(lines)
 
 
+def check_sizes(repo: Path, benchmark: str, measured: dict[str, Any]) -> None:
+    """The measurement must be at the pipeline's crop sizes (a reduced smoke run is not)."""
+    data = yaml.safe_load((repo / "pipelines" / benchmark / "params.yaml").read_text())["data"]
+    want = [list(data["source"]["size"]), list(data["target"]["size"])]
+    got = [measured.get("source_size"), measured.get("target_size")]
+    if measured.get("benchmark", benchmark) != benchmark or got != want:
+        raise UplrError(f"{measured['_path']}: measured for {measured.get('benchmark')} at source/target sizes "
+                        f"{got[0]}/{got[1]}, but pipelines/{benchmark}/params.yaml trains at {want[0]}/{want[1]}; "
+                        f"rerun make reproduce BENCHMARK={benchmark} SMOKE=1 at the real sizes")
+
+
 def cost_report(repo: Path, benchmark: str, measured_path: Path | None = None) -> str:
     path = measured_path or repo / "reports" / "smoke" / f"{benchmark}.json"
     measured = load_measured(path)
+    check_sizes(repo, benchmark, measured)
     items, notes = schedule(repo, benchmark, measured)
+    if measured.get("cost_only"):
+        notes.insert(0, "the FLOPs come from `python -m uplr.smoke --cost-only` (the rows measured at the "
+                        "pipeline's params without a pipeline run)")
     return format_report(benchmark, items, notes, measured)
