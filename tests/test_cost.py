@@ -139,3 +139,14 @@ def test_cost_cli_errors(tmp_path, capsys):
     assert main(["cost", "synthia_cityscapes", "--measured", str(_measured(tmp_path))]) == 2
     err = capsys.readouterr().err
     assert "[1280, 720]" in err and "[1280, 760]" in err and "SMOKE=1" in err
+
+
+def test_meta_measurement_equals_the_computed_one(tmp_path):
+    """The meta device (shapes only, the default) gives the same FLOPs and tensor bytes as computing."""
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg(tmp_path)
+    for row in ("source_only", "aa"):
+        cpu, meta = C.measure_row(cfg, row, "cpu"), C.measure_row(cfg, row, "meta")
+        for key in ("flops_per_iteration", "peak_step_bytes", "inference_flops_per_target_image", "weight_bytes"):
+            assert cpu[key] == meta[key], (row, key)
+    assert float(torch.ones(1)) == 1.0  # the meta shims are undone
