@@ -5,7 +5,7 @@
 #   SMOKE=1      a dry run of the whole pipeline on the CPU (uplr/smoke.py): a handful of images in the
 #                real formats at the real sizes, random weights in the peers' init layout, 2 iterations
 #                per training stage, in a temporary copy; prints each stage's wall time and peak RSS,
-#                writes reports/smoke/<BENCHMARK>.json (read by `uplr cost`). SMOKE_ARGS='--images 2 ...'
+#                writes pipelines/<BENCHMARK>/smoke.json (read by `uplr cost`). SMOKE_ARGS='--images 2 ...'
 BENCHMARKS := gta5_cityscapes synthia_cityscapes cityscapes_nthu
 BENCHMARK ?=
 STAGES ?=

@@ -120,7 +120,7 @@ def test_schedule_uses_the_pipeline_and_its_params(tmp_path):
     assert "not verified by us" in text and "ProDA" in text
     # the source-only line: 3 x 120,000 x 1 TFLOP at 35 % of 990 TFLOP/s
     line = next(x for x in text.splitlines() if x.startswith("train_source_only"))
-    assert f"{R.gpu_hours(360_000, 1e12, 0.35):.1f}" in line.split()
+    assert f"{R.gpu_hours(360_000, 1e12, 0.35):.2f}" in line.split()  # 0.29
     # Cross-City: rows per city and seed (4 cities x 3 seeds), source-only per seed
     items, _ = R.schedule(REPO, "cityscapes_nthu", measured)
     by = {i.stage: i.runs for i in items}

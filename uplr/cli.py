@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -- cost: an estimate of the GPU-hours of the paper's schedule (uplr/report/cost.py) --
     p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)")
     p.add_argument("benchmark", help="gta5_cityscapes | synthia_cityscapes | cityscapes_nthu")
-    p.add_argument("--measured", default=None, help="smoke summary JSON (default reports/smoke/<benchmark>.json)")
+    p.add_argument("--measured", default=None, help="smoke summary JSON (default pipelines/<benchmark>/smoke.json)")
     _common(p, params=False)
 
     def cmd_cost(args) -> int:

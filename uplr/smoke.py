@@ -19,7 +19,7 @@ After each training stage the cost of one iteration of that row (:mod:`uplr.trai
 forward + backward, peak tensor memory) is measured in a separate process, written to
 ``runs/<row>/seed0/cost.json`` and logged to the stage's MLflow run as ``cost/*`` metrics; rows with
 the same shapes share one measurement. The summary (per-stage table, costs, environment) is written as
-JSON (``--out``, default ``reports/smoke/<benchmark>.json``); ``uplr cost`` reads it.
+JSON (``--out``, default ``pipelines/<benchmark>/smoke.json``); ``uplr cost`` reads it.
 
 Run: ``python -m uplr.smoke gta5_cityscapes [--images 3 --val-images 2 --iterations 2 --scale 1.0]``.
 """
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 BENCHMARKS = ("gta5_cityscapes", "synthia_cityscapes", "cityscapes_nthu")
 SMOKE_CITY = "Rome"
 LAYOUT = Path("tests/fixtures/deeplabv2_r101_layout.json")
-_EXCLUDE = (".dvc/", "datasets/", "weights/", "mlartifacts/", "mlruns/", "reports/smoke/")
+_EXCLUDE = (".dvc/", "datasets/", "weights/", "mlartifacts/", "mlruns/")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="scale the frames and the crops (1.0: the real sizes; the test uses less)")
     ap.add_argument("--workdir", default=None, help="the temporary project (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project")
-    ap.add_argument("--out", default=None, help="summary JSON (default reports/smoke/<benchmark>.json)")
+    ap.add_argument("--out", default=None, help="summary JSON (default pipelines/<benchmark>/smoke.json)")
     ap.add_argument("--no-cost", action="store_true", help="skip the per-row FLOP/memory measurement")
     ap.add_argument("--cost-only", action="store_true",
                     help="only measure each row's cost at the pipeline's params (no pipeline run)")
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     except UplrError as e:
         print(f"uplr.smoke: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else repo / "reports" / "smoke" / f"{args.benchmark}.json"
+    out = Path(args.out) if args.out else repo / "pipelines" / args.benchmark / "smoke.json"
     write_json(out, summary)
     print(format_table(summary))
     print(f"summary: {out}")

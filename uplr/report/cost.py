@@ -3,7 +3,7 @@
 Inputs:
 
 * the FLOPs of one training iteration of each row, measured on the CPU by torch's FLOP counter in the
-  smoke run (``make reproduce BENCHMARK=... SMOKE=1`` writes ``reports/smoke/<benchmark>.json``; see
+  smoke run (``make reproduce BENCHMARK=... SMOKE=1`` writes ``pipelines/<benchmark>/smoke.json``; see
   :mod:`uplr.train.cost`), and the forward FLOPs of one target image (inference passes);
 * the schedule: the training stages of ``pipelines/<benchmark>/dvc.yaml`` (one per seed, per city for
   Cross-City's matrix stages) and their iterations from its params.yaml (``train.iterations``;
@@ -169,7 +169,8 @@ def format_report(benchmark: str, items: list[Item], notes: list[str], measured:
         f"ESTIMATE, not a measurement: GPU-hours for the paper's schedule of {benchmark} on ONE H100",
         f"(bf16 dense peak {H100_BF16_DENSE / 1e12:.0f} TFLOP/s at {', '.join(format(x, '.0%') for x in u)} "
         "utilisation; assumed, never run on a GPU here).",
-        f"FLOPs per iteration: torch FlopCounterMode on the CPU, smoke run of {measured.get('when', '?')} "
+        f"FLOPs per iteration: torch FlopCounterMode (one training step of each row, "
+        f"{next(iter(measured['costs'].values())).get('measured_with', '?')}), measured {measured.get('when', '?')} "
         f"({measured.get('trunk', '?')}, source {measured.get('source_size')}, target {measured.get('target_size')}).",
         "",
         f"{'stage':<44} {'runs':>5} {'iter|img/run':>12} {'TFLOP/unit':>11}{head}",
@@ -178,9 +179,9 @@ def format_report(benchmark: str, items: list[Item], notes: list[str], measured:
     for it in items:
         hours = [gpu_hours(it.runs * it.units, it.flops_per_unit, x) for x in u]
         totals = [a + b for a, b in zip(totals, hours, strict=True)]
-        cols = "".join(f" {h:>12.1f}" for h in hours)
+        cols = "".join(f" {h:>12.2f}" for h in hours)
         lines.append(f"{it.stage:<44} {it.runs:>5} {it.units:>12} {it.flops_per_unit / 1e12:>11.3f}{cols}")
-    lines.append(f"{'total':<44} {'':>5} {'':>12} {'':>11}" + "".join(f" {t:>12.1f}" for t in totals))
+    lines.append(f"{'total':<44} {'':>5} {'':>12} {'':>11}" + "".join(f" {t:>12.2f}" for t in totals))
     per_stage = [gpu_hours(i.units, i.flops_per_unit, u[0]) for i in items if i.kind == "train"]
     if per_stage:
         lines.append(f"one training stage, one run: {min(per_stage):.1f}-{max(per_stage):.1f} GPU-h at {u[0]:.0%}"
@@ -191,6 +192,9 @@ def format_report(benchmark: str, items: list[Item], notes: list[str], measured:
               "note: the pipelines' params set train.amp: false (fp32, as the peers); at fp32/TF32 the tensor-core "
               "peak is about half the bf16 one, so the hours roughly double unless train.amp: true",
               "note: data loading, checkpoints, MLflow and start-up are not counted; batch size as in params.yaml",
+              "note: batch-1 training of dilated convolutions rarely sustains a third of the tensor-core peak; "
+              "read these hours as a lower bound, and the peers' figure below as another method's workload, "
+              "not comparable one-to-one",
               "", "peers' report (for comparison, not verified by us):", *[f"  {r}" for r in PEER_REPORTS]]
     return "\n".join(lines)
 
@@ -207,7 +211,7 @@ def check_sizes(repo: Path, benchmark: str, measured: dict[str, Any]) -> None:
 
 
 def cost_report(repo: Path, benchmark: str, measured_path: Path | None = None) -> str:
-    path = measured_path or repo / "reports" / "smoke" / f"{benchmark}.json"
+    path = measured_path or repo / "pipelines" / benchmark / "smoke.json"
     measured = load_measured(path)
     check_sizes(repo, benchmark, measured)
     items, notes = schedule(repo, benchmark, measured)
