@@ -247,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", action="append", help="MLflow experiment(s) to read (default: all uplr-*)")
     _common(p, params=False)
     p.set_defaults(func=cmd_tables)
+
+    # -- cost: an estimate of the GPU-hours of the paper's schedule (uplr/report/cost.py) --
+    p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)")
+    p.add_argument("benchmark", help="gta5_cityscapes | synthia_cityscapes | cityscapes_nthu")
+    p.add_argument("--measured", default=None, help="smoke summary JSON (default pipelines/<benchmark>/smoke.json)")
+    _common(p, params=False)
+
+    def cmd_cost(args) -> int:
+        from uplr.report.cost import cost_report
+
+        print(cost_report(Path.cwd(), args.benchmark, Path(args.measured) if args.measured else None))
+        return 0
+
+    p.set_defaults(func=cmd_cost)
     return ap
 
 
