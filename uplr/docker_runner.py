@@ -32,6 +32,9 @@ Settings (environment):
 
 Variables are passed by NAME only (``-e NAME``): the engine reads the values from its own environment, so
 passwords in ``MLFLOW_TRACKING_URI`` or ``AWS_SECRET_ACCESS_KEY`` never appear on a command line.
+
+Longer than 400 lines because every engine reply it parses (Docker's and Podman's) is handled,
+with its own one-line error, next to the command that produced it.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ the same shapes share one measurement. The summary (per-stage table, costs, envi
 JSON (``--out``, default ``pipelines/<benchmark>/smoke.json``); ``uplr cost`` reads it.
 
 Run: ``python -m uplr.smoke gta5_cityscapes [--images 3 --val-images 2 --iterations 2 --scale 1.0]``.
+
+Longer than 400 lines because it is one end-to-end procedure (write the real-format data,
+prepare the temporary project, run and measure every stage, summarise); its pieces share the
+project's paths and make little sense apart.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ from typing import Any
 import yaml
 
 from uplr.errors import UplrError
+from uplr.experiments import REAL_BENCHMARKS
 from uplr.io import write_json
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("gta5_cityscapes", "synthia_cityscapes", "cityscapes_nthu")
+BENCHMARKS = REAL_BENCHMARKS
 SMOKE_CITY = "Rome"
 LAYOUT = Path("tests/fixtures/deeplabv2_r101_layout.json")
 _EXCLUDE = (".dvc/", "datasets/", "weights/", "mlartifacts/", "mlruns/")
