@@ -55,21 +55,17 @@ demo: setup ## embedded benchmark: generate, train source-only + oracle, evaluat
 
 # SEEDS='[0]' runs another seed grid than params.yaml's five (dvc exp run -S, recorded as a DVC experiment)
 SEEDS ?=
-ablation: setup ## Table 3 on the embedded benchmark: its rows + the oracle for the seeds in params.yaml (5); tables in reports/latest
-ifeq ($(strip $(SEEDS)),)
-	dvc repro $(ABLATION_STAGES)
-else
-	dvc exp run -S 'seeds=$(SEEDS)' $(ABLATION_STAGES)
-endif
-	uplr tables --out reports/latest
+# run these DVC stages for the seeds in params.yaml, or SEEDS as a DVC experiment; then print the tables
+define repro_seeds
+$(if $(strip $(SEEDS)),dvc exp run -S 'seeds=$(SEEDS)' $(1),dvc repro $(1))
+uplr tables --out reports/latest
+endef
 
-variants: setup ## the controls and variants (sr_more, tgaa_more, upst on each baseline's labels, tgaa_scratch)
-ifeq ($(strip $(SEEDS)),)
-	dvc repro $(VARIANT_STAGES)
-else
-	dvc exp run -S 'seeds=$(SEEDS)' $(VARIANT_STAGES)
-endif
-	uplr tables --out reports/latest
+ablation: setup ## Table 3 on the embedded benchmark: its rows + the oracle for the seeds in params.yaml (5); tables in reports/latest
+	$(call repro_seeds,$(ABLATION_STAGES))
+
+variants: setup ## the controls and variants (sr_more, tgaa_more, upst on each baseline's labels, tgaa_scratch, ...)
+	$(call repro_seeds,$(VARIANT_STAGES))
 
 test: setup ## run the test suite
 	pytest $(PYTEST_ARGS)

@@ -140,9 +140,9 @@ def main() -> None:
     stats = ws / "runs/class_stats.npz"
     train = ["train", "--row", "source_only", "--out"]
     evaluate = ["evaluate", "--model", str(model), "--row", "source_only", "--out"]
-    # --rank-model (main before the grid) and --init-model (after it): the +SR model, here the base one
-    tgaa = ["train", "--row", "tgaa", "--class-stats", str(stats), "--rank-model", str(model), "--init-model",
-            str(model), "--out"]
+    # --init-model: the +SR model that +TGAA continues, here the base one (main before the grid took
+    # --rank-model instead: its "before" column was measured with that flag)
+    tgaa = ["train", "--row", "tgaa", "--class-stats", str(stats), "--init-model", str(model), "--out"]
 
     # 1. parameters out of range / outside a closed set
     config_cases = [

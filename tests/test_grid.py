@@ -263,7 +263,7 @@ def test_modules_stay_small_or_say_why():
 def test_grid_rows_are_consistent():
     for r in X.ROWS.values():
         assert module_file(r.entry) is not None, r.id
-        for other in (r.parent, r.init_from, r.rank_from):
+        for other in (r.parent, r.init_from, r.versus):
             assert other is None or other in X.ROWS, (r.id, other)
         assert set(r.components) <= set(X.TABLE3_COMPONENTS)
     # each Table 3 row adds exactly one component to its parent

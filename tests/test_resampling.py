@@ -14,7 +14,6 @@ from uplr.method.resampling import (
     image_class_counts,
     image_sampling_prob,
     rectified_image_prob,
-    sampling_weights,
     soft_balance_weights,
 )
 
@@ -122,7 +121,7 @@ def test_auto_mu_alpha_degenerate(p):
 
 def test_sampling_weights_chain():
     np.testing.assert_allclose(
-        sampling_weights(COUNTS, LAM, alpha=1000.0, mu=7 / 900),
+        soft_balance_weights(COUNTS, LAM, alpha=1000.0, mu=7 / 900).p_hat,
         rectified_image_prob(P_I, 1000.0, 7 / 900),
         rtol=1e-12,
     )
@@ -132,7 +131,7 @@ def test_sampling_weights_chain():
     assert res.p_hat[1] == pytest.approx(0.6)
     assert res.p_hat[0] < 0.6 < res.p_hat[2]
     # TGAA with S = {1, 2}: x1 has p_i = 0 and falls to the lowest weight, still above the 0.1 floor
-    w = sampling_weights(COUNTS, LAM, classes=[1, 2])
+    w = soft_balance_weights(COUNTS, LAM, classes=[1, 2]).p_hat
     assert 0.1 < w[0] < w[1] < w[2]
     # a fixed alpha with auto mu
     res2 = soft_balance_weights(COUNTS, LAM, alpha=10.0)

@@ -61,10 +61,10 @@ def cmd_train(args) -> int:
 
     row = experiments.row(args.row)
     cfg = _config(args)
-    extra = {k: Path(v) for k, v in (("class_stats", args.class_stats), ("rank_model", args.rank_model),
-                                     ("pseudo", args.pseudo), ("init_model", args.init_model)) if v}
-    needs = [k for k, used in (("class_stats", row.uses_class_stats), ("rank_model", row.rank_from),
-                               ("pseudo", row.pseudo), ("init_model", row.init_from)) if used]
+    extra = {k: Path(v) for k, v in (("class_stats", args.class_stats), ("pseudo", args.pseudo),
+                                     ("init_model", args.init_model)) if v}
+    needs = [k for k, used in (("class_stats", row.uses_class_stats), ("pseudo", row.pseudo),
+                               ("init_model", row.init_from)) if used]
     missing = [k for k in needs if k not in extra]
     if missing:
         raise UplrError(f"row {args.row!r} needs " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
@@ -190,10 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0)")
     p.add_argument("--out", required=True, help="folder for model.pt and train_log.csv")
     p.add_argument("--resume-dir", default=None, help="folder for the resumable checkpoint")
-    p.add_argument("--class-stats", help="sr, tgaa: the class_stats stage's counts file")
-    p.add_argument("--rank-model", help="tgaa: the model that ranks classes for stage S1 (the sr model)")
-    p.add_argument("--pseudo", help="upst: the pseudo-label folder")
-    p.add_argument("--init-model", help="upst: the model self-training starts from (the tgaa model)")
+    p.add_argument("--class-stats", help="rows that resample (sr, tgaa, upst, ...): the class_stats stage's counts file")
+    p.add_argument("--pseudo", help="upst rows: the pseudo-label folder")
+    p.add_argument("--init-model", help="rows that continue another (tgaa, upst, controls): the parent's model.pt")
     _common(p)
     p.set_defaults(func=cmd_train)
 

@@ -88,8 +88,7 @@ class Row:
     adversarial: bool = False  # output-space adversarial adaptation on the target train images
     weights: str | None = None  # None (uniform), "sr" (soft balance) or "tgaa" (towards S_k, t stages)
     pseudo: bool = False  # + the target train images with pseudo labels (self-training)
-    init_from: str | None = None  # starts from this row's model instead of model.init
-    rank_from: str | None = None  # TGAA: the model that ranks the classes of stage S1
+    init_from: str | None = None  # continues this row's model (and discriminators) instead of model.init
     table: str = "table3"  # the paper table it belongs to ("" = none: the oracle)
     reads: tuple[str, ...] = ()  # config keys the training stage reads
     needs_target_labels: bool = False  # only where the target train split is labelled
@@ -113,10 +112,6 @@ class Row:
     def uses_class_stats(self) -> bool:
         return self.weights is not None
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Upstream models this row's training reads (its parent models in the chain)."""
-        return tuple(r for r in (self.rank_from, self.init_from) if r)
 
 
 _ROWS = (

@@ -246,9 +246,6 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     if row.uses_class_stats:
         args += f" --class-stats {CLASS_STATS}"
         data.append(CLASS_STATS)
-    if row.rank_from:
-        args += f" --rank-model {c.model(row.rank_from, lp)}"
-        data.append(c.model(row.rank_from, lp))
     if row.pseudo:
         args += f" --pseudo {c.pseudo(lp, row.labels)}"
         data.append(c.pseudo(lp, row.labels))

@@ -293,15 +293,3 @@ def soft_balance_weights(
         alpha,
     )
     return SoftBalanceWeights(p_c=p_c, p_i=p_i, p_hat=p_hat, mu=float(mu), alpha=float(alpha))
-
-
-def sampling_weights(
-    counts: np.ndarray,
-    lam: float,
-    alpha: float | None = None,
-    mu: float | None = None,
-    classes: Sequence[int] | None = None,
-    mu_quantile: float = 0.5,
-) -> np.ndarray:
-    """p̂_i for every source image; images are drawn with probability ∝ p̂_i (not normalised here)."""
-    return soft_balance_weights(counts, lam, alpha, mu, classes, mu_quantile).p_hat
