@@ -11,6 +11,9 @@ Runs ``pseudo_label_pass`` with a fake ``predict`` that yields random softmax ma
 
 The N-image run is the baseline; the ratios 10N / N are printed (target <= 1.2x).
 Run: .venv/bin/python bench/bench_pseudo_memory.py [--images 20 --factor 10 --method gmm]
+At the real benchmarks' size (target maps of 1024x512, 19 classes: what the pseudo_label stage of
+pipelines/*/dvc.yaml streams): ``--full-size`` (= ``--size 512x1024 --classes 19``; minutes: every map
+is made twice, once per pass).
 """
 
 from __future__ import annotations
@@ -73,13 +76,17 @@ def main() -> None:
     ap.add_argument("--factor", type=int, default=10, help="the second run has factor x N images")
     ap.add_argument("--classes", type=int, default=19)
     ap.add_argument("--size", default="128x256", help="H x W of the fake softmax maps")
+    ap.add_argument("--full-size", action="store_true", help="the real target size: 512x1024, 19 classes")
     ap.add_argument("--method", default="gmm")
     ap.add_argument("--save-confidence", action="store_true")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.full_size:
+        args.size, args.classes = "512x1024", 19
     if args.child:
         child(args)
         return
+    print(f"pseudo-label pass, {args.classes} classes x {args.size} (H x W) maps, selector {args.method}")
     small = run(args.images, args)
     large = run(args.images * args.factor, args)
     for r in (small, large):

@@ -61,8 +61,9 @@ ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy")  # what decides S_k's weights (UPST keeps TGAA's last ones)
-SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
+TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy", "tgaa.weights", "tgaa.boost")  # what decides S_k's weights (UPST
+# keeps TGAA's last ones)
+SELECTORS = ("upst.bins", "upst.gmm_rule", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
 UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
 
@@ -87,8 +88,7 @@ class Row:
     adversarial: bool = False  # output-space adversarial adaptation on the target train images
     weights: str | None = None  # None (uniform), "sr" (soft balance) or "tgaa" (towards S_k, t stages)
     pseudo: bool = False  # + the target train images with pseudo labels (self-training)
-    init_from: str | None = None  # starts from this row's model instead of model.init
-    rank_from: str | None = None  # TGAA: the model that ranks the classes of stage S1
+    init_from: str | None = None  # continues this row's model (and discriminators) instead of model.init
     table: str = "table3"  # the paper table it belongs to ("" = none: the oracle)
     reads: tuple[str, ...] = ()  # config keys the training stage reads
     needs_target_labels: bool = False  # only where the target train split is labelled
@@ -112,10 +112,6 @@ class Row:
     def uses_class_stats(self) -> bool:
         return self.weights is not None
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Upstream models this row's training reads (its parent models in the chain)."""
-        return tuple(r for r in (self.rank_from, self.init_from) if r)
 
 
 _ROWS = (
@@ -181,6 +177,18 @@ _VARIANTS = (
                     ("evaluate.batch_size",)),
         doc="TGAA trained from model.init for train.iterations (the +SR model only ranks stage 1): the "
             "suite's earlier reading of the paper"),
+    Row("tgaa_sk_only", "+TGAA, S_k-only weights (tgaa.weights: sk_only)", ("AA", "IT", "SR", "TGAA"), "sr",
+        "translated", adversarial=True, weights="tgaa", init_from="sr", table="variants",
+        overrides=(("tgaa.weights", "sk_only"),), versus="tgaa", entry="uplr.stages.train_tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+                    ("evaluate.batch_size",)),
+        doc="TGAA's weights by the literal formula over S_k only (SR's balance of the other classes dropped)"),
+    Row("upst_monotone", "+UPST, monotone GMM rule (upst.gmm_rule: monotone)", ("AA", "IT", "SR", "TGAA", "UPST"),
+        "tgaa", "translated", adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants",
+        labels="monotone", overrides=(("upst.gmm_rule", "monotone"),), versus="upst",
+        entry="uplr.stages.train_upst", reads=_UPST_READS,
+        doc="+UPST on GMM pseudo labels kept by the monotone rule (never a pixel more uncertain than a "
+            "rejected one) instead of the posterior rule"),
 )
 ROWS: dict[str, Row] = {r.id: r for r in (*_ROWS, *_VARIANTS)}
 """Every row: Table 3's in order, the oracle, then the variants and controls."""
@@ -188,6 +196,7 @@ ROWS: dict[str, Row] = {r.id: r for r in (*_ROWS, *_VARIANTS)}
 LABELS: dict[str, tuple[tuple[str, str], ...]] = {
     "": (),
     **{m: (("upst.method", m),) for m in ("threshold", "bdl", "cbst")},
+    "monotone": (("upst.gmm_rule", "monotone"),),
 }
 """Pseudo-label variants: the pseudo_label stage's (``""``) and one stage per baseline."""
 

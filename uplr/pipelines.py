@@ -246,9 +246,6 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     if row.uses_class_stats:
         args += f" --class-stats {CLASS_STATS}"
         data.append(CLASS_STATS)
-    if row.rank_from:
-        args += f" --rank-model {c.model(row.rank_from, lp)}"
-        data.append(c.model(row.rank_from, lp))
     if row.pseudo:
         args += f" --pseudo {c.pseudo(lp, row.labels)}"
         data.append(c.pseudo(lp, row.labels))
@@ -472,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-check", metavar="BENCHMARK",
                     help="instead: check every dataset split the benchmark's pipeline reads (exit 1 on a problem)")
     args = ap.parse_args(argv)
-    from uplr.runtime import setup_logging
+    from uplr.logs import setup_logging
 
     setup_logging(False)
     try:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import random
-import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,45 +25,9 @@ import numpy as np
 import torch
 
 from uplr.errors import UplrError
+from uplr.logs import MaskCredentials, mask_credentials, setup_logging  # noqa: F401 - re-exported
 
 log = logging.getLogger("uplr")
-
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@")
-
-
-def mask_credentials(text: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://user:***@host`` anywhere in ``text``."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
-
-
-class MaskCredentials(logging.Filter):
-    """A handler filter that masks URI passwords in every record (ours, MLflow's, urllib3's...)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
-            return True
-        masked = mask_credentials(msg)
-        if masked != msg:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = mask_credentials(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = mask_credentials(record.exc_text)
-        return True
-
-
-def setup_logging(verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    if rank() != 0:
-        level = logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskCredentials())
-    for noisy in ("alembic", "mlflow", "urllib3", "botocore", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def rank() -> int:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from uplr import experiments as X
 from uplr.data.labels import CLASSES_19, SUBSETS
-from uplr.io import write_text
+from uplr.io import sweep_stale, write_text
 from uplr.report import figures
 from uplr.report.reference import (
     BENCHMARKS,
@@ -487,6 +487,7 @@ def write(out: Path, tables: list[Table], figs: list[Figure], readme: str) -> li
 def run(out: Path, experiments: list[str] | None = None, reference: Path | None = None,
         echo: bool = True) -> list[Path]:
     """Read MLflow, write reports/ (``out``) and, with ``echo``, print the tables (the demo shows them)."""
+    sweep_stale(out, inside=True)  # temporaries a killed build left in (or next to) reports/
     ref = load_reference(reference)
     runs = evaluation_runs(experiments)
     tables, figs = build(runs, ref, lambda bench: class_pixel_fraction(bench, experiments))

@@ -18,6 +18,7 @@ from uplr.config import Config
 from uplr.data import configured
 from uplr.errors import UplrError
 from uplr.method.resampling import soft_balance_weights
+from uplr.method.tgaa import weights_for_s_k
 from uplr.train import checkpoint as ckpt
 from uplr.train.loop import TrainJob
 from uplr.train.rowrun import continue_from, plain_job, train_row
@@ -36,7 +37,10 @@ def build(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[Train
             raise UplrError(f"{parent}: the model has no TGAA classes (meta tgaa_S_k); re-run its stage")
     r = cfg.resample
     counts = configured.load_counts(args["class_stats"], len(job.labeled))
-    job.labeled_weights = soft_balance_weights(counts, r.lam, r.alpha, r.mu, s_k, r.mu_quantile).p_hat
+    if s_k is None:  # SR's weights over all classes
+        job.labeled_weights = soft_balance_weights(counts, r.lam, r.alpha, r.mu, None, r.mu_quantile).p_hat
+    else:  # TGAA's last S_k under tgaa.weights
+        job.labeled_weights = weights_for_s_k(counts, s_k, cfg.tgaa, r)[0]
     job.fingerprint_extra["S_k"] = s_k
     return job, inputs + [parent, Path(args["class_stats"])]
 

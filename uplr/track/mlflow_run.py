@@ -228,6 +228,7 @@ def lineage_tags(stage: str, inputs: list[Path], root: Path) -> dict[str, str]:
         f"{TAG}pipeline_run": lineage.pipeline_run_id(),
         f"{TAG}image": lineage.image_reference(),
         f"{TAG}image_id": os.environ.get("UPLR_IMAGE_ID", "none"),  # set by the docker runner
+        f"{TAG}image_base": lineage.image_base(),
         f"{TAG}torch_version": torch.__version__,
         f"{TAG}host": platform.node(),
         f"{TAG}pid": str(os.getpid()),

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uplr.config import Config
+from uplr.data.labels import IGNORE_LABEL
 from uplr.io import atomic_path
 from uplr.runtime import (
     Dist,
@@ -43,7 +44,7 @@ from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass

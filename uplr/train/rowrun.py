@@ -23,6 +23,7 @@ from uplr.codedeps import code_hash
 from uplr.config import Config
 from uplr.data import configured
 from uplr.errors import UplrError
+from uplr.io import sweep_stale
 from uplr.reads import values
 from uplr.runtime import Dist, init_distributed
 from uplr.track import lineage
@@ -126,6 +127,7 @@ def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path |
         tags.update({"parent.row": ckpt.load_meta(job.init_model).get("row", ""), "parent.md5": md5,
                      "parent.run_id": find_run_by_output(cfg.tracking.experiment, md5)})
     out = Path(out)
+    sweep_stale(out / "model.pt", out / "train_log.csv", out / "tgaa_stages.json")  # what a killed run left
     # a resumed stage reopens the MLflow run of its checkpoint: one run per stage run
     with stage_run(cfg.tracking.experiment, stage, f"train/{row_id}/seed{seed}", inputs, tags, mlflow_params,
                    resume_run_id=resume_run_id(cfg, job, resume_dir)) as mlrun:
