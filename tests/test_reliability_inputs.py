@@ -325,8 +325,9 @@ def test_tables_removes_what_a_killed_tables_left(in_ws, capsys):
 # the ignore label is defined once
 
 
-# 255 as a pixel value (0..255 clipping of images) is not the ignore label
-PIXEL_RANGE_FILES = {"uplr/method/fda.py", "uplr/data/files.py", "uplr/data/_scenes.py", "uplr/data/synthetic.py"}
+# 255 as a pixel value (0..255 clipping of images) or the uint8 range is not the ignore label
+PIXEL_RANGE_FILES = {"uplr/method/fda.py", "uplr/data/files.py", "uplr/data/_scenes.py", "uplr/data/synthetic.py",
+                     "uplr/evaluate/folder.py"}
 
 
 def test_ignore_label_255_is_defined_once():

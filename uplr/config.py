@@ -402,6 +402,7 @@ RANGES: dict[str, Range] = {
     "train.lambda_seg_aux": NON_NEGATIVE,
     "train.checkpoint_every": POSITIVE,
     "train.log_every": POSITIVE,
+    "train.threads": NON_NEGATIVE,
     "adversarial.ndf": POSITIVE,
     "adversarial.d_lr": POSITIVE,
     "adversarial.d_betas[]": UNIT_OPEN_TOP,
