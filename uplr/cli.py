@@ -26,6 +26,12 @@ def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
                    help="log debug messages, and show the traceback of an error")
 
 
+def _real_benchmarks() -> tuple[str, ...]:
+    from uplr.experiments import REAL_BENCHMARKS
+
+    return REAL_BENCHMARKS
+
+
 def _rows() -> tuple[str, ...]:
     from uplr.experiments import ROWS
 
@@ -248,8 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tables)
 
     # -- cost: an estimate of the GPU-hours of the paper's schedule (uplr/report/cost.py) --
-    p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)")
-    p.add_argument("benchmark", help="gta5_cityscapes | synthia_cityscapes | cityscapes_nthu")
+    p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)",
+                       description="Estimate the GPU-hours of a real benchmark's full schedule on one H100 (at 35% "
+                       "and 50% of its bf16 peak) from the FLOPs per iteration that `make reproduce SMOKE=1` "
+                       "measured, beside the peers' reported figures. An estimate, not a measurement.")
+    p.add_argument("benchmark", choices=list(_real_benchmarks()), help="the real benchmark whose schedule to cost")
     p.add_argument("--measured", default=None, help="smoke summary JSON (default pipelines/<benchmark>/smoke.json)")
     _common(p, params=False)
 

@@ -132,6 +132,20 @@ def _meta_step():
         torch.Tensor.__float__, loop.autocast = original_float, original_autocast
 
 
+@contextlib.contextmanager
+def _no_guards():
+    """The step's own cost, without the non-finite screens (uplr/train/guards.py): they read values,
+    which the meta device has none of, and their few small tensors are bookkeeping, not training."""
+    from uplr.train import guards
+
+    saved = guards.check_step, guards.check_update
+    guards.check_step = guards.check_update = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        guards.check_step, guards.check_update = saved
+
+
 def measure_row(cfg: Config, row: str, device: str = "meta") -> dict[str, Any]:
     """FLOPs and peak tensor bytes of one training iteration of ``row`` (see the module docstring).
 
@@ -166,7 +180,7 @@ def measure_row(cfg: Config, row: str, device: str = "meta") -> dict[str, Any]:
     d_weights = sum(p.numel() * p.element_size() for d in trainer.discs.values() for p in d.parameters())
     counter, mem = FlopCounterMode(display=False), LiveTensorBytes()
     t0 = time.perf_counter()
-    with _meta_step(), counter, mem:
+    with _meta_step(), _no_guards(), counter, mem:
         trainer.train_step(src, tgt, pse)
     seconds = time.perf_counter() - t0
     train_flops = int(counter.get_total_flops())
