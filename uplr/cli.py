@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tables)
 
     # -- cost: an estimate of the GPU-hours of the paper's schedule (uplr/report/cost.py) --
-    p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)")
+    p = sub.add_parser("cost", help="ESTIMATE the H100 GPU-hours of a real benchmark's schedule (needs a SMOKE=1 run)",
+                       description="Estimate the H100 GPU-hours of a real benchmark's schedule from the step "
+                       "times a SMOKE=1 run measured (an estimate, not a measurement of the full schedule).")
     p.add_argument("benchmark", help="gta5_cityscapes | synthia_cityscapes | cityscapes_nthu")
     p.add_argument("--measured", default=None, help="smoke summary JSON (default pipelines/<benchmark>/smoke.json)")
     _common(p, params=False)
