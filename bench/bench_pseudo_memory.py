@@ -34,7 +34,8 @@ def child(args: argparse.Namespace) -> None:
 
     import torch
 
-    from uplr.method.pseudo import build_selector, pseudo_label_pass
+    from uplr.method.pseudo import build_selector
+    from uplr.method.pseudo_pass import pseudo_label_pass
 
     logging.disable(logging.INFO)
     torch.set_num_threads(1)

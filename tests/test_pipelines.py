@@ -36,6 +36,7 @@ import yaml
 
 from uplr import pipelines as P
 from uplr.config import Config, load_config
+from uplr.data import benchmark_check as BC
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,7 +48,7 @@ REAL = ("gta5_cityscapes", "synthia_cityscapes", "cityscapes_nthu")
 # rendering
 
 
-@pytest.mark.parametrize("name", list(P.BENCHMARKS))
+@pytest.mark.parametrize("name", list(P.PIPELINES))
 def test_committed_dvc_yaml_is_the_rendering(name):
     b = P.benchmark(name)
     path = REPO / b.dvc_yaml
@@ -59,7 +60,7 @@ def test_main_rewrites_stale_files_and_check_reports_them(tmp_path, capsys):
     assert P.main(["--root", str(tmp_path), "--check"]) == 1
     assert "dvc.yaml: differs" in capsys.readouterr().err
     assert P.main(["--root", str(tmp_path)]) == 0
-    for b in P.BENCHMARKS.values():
+    for b in P.PIPELINES.values():
         assert (tmp_path / b.dvc_yaml).read_text() == P.render(b)
     assert P.main(["--root", str(tmp_path), "--check"]) == 0
 
@@ -89,7 +90,7 @@ def test_config_path_check_itself():
     assert not _config_has("train.bogus") and not _config_has("cities") and not _config_has("upst.bins.x")
 
 
-@pytest.mark.parametrize("name", list(P.BENCHMARKS))
+@pytest.mark.parametrize("name", list(P.PIPELINES))
 def test_stage_params_exist_in_the_config(name):
     b = P.benchmark(name)
     params = P.param_paths(b)
@@ -133,7 +134,7 @@ def test_cross_city_grid():
     from uplr.data.datasets import NTHU_CITIES
 
     b = P.benchmark("cityscapes_nthu")
-    cities = P.read_cities(REPO / b.folder)
+    cities = BC.read_cities(REPO / b.folder)
     assert sorted(cities) == sorted(NTHU_CITIES)
     st = P.stages(b)
     assert not any("oracle" in k for k in st) and "pseudo_quality" not in st
@@ -146,15 +147,16 @@ def test_cross_city_grid():
     # the gta5/synthia pipelines have the oracle and the quality report, no city
     g = P.stages(P.benchmark("gta5_cityscapes"))
     assert {"train_oracle", "evaluate_oracle", "pseudo_quality"} <= set(g)
-    assert "city" not in P.render("gta5_cityscapes").split("stages:", 1)[1]
+    body = P.render("gta5_cityscapes").split("stages:", 1)[1]
+    assert "item.city" not in body and "-o data.target.city" not in body
 
 
 def test_data_check_commands():
-    cmds = [d.command(REPO) for d in P.data_splits(P.benchmark("gta5_cityscapes"))]
+    cmds = [d.command(REPO) for d in BC.data_splits(REPO / "pipelines/gta5_cityscapes", cities=False)]
     assert cmds == ["uplr data check gta5 --root datasets/GTA5 --split all",
                     "uplr data check cityscapes --root datasets/Cityscapes --split train",
                     "uplr data check cityscapes --root datasets/Cityscapes --split val"]
-    nthu = P.data_splits(P.benchmark("cityscapes_nthu"))
+    nthu = BC.data_splits(REPO / "pipelines/cityscapes_nthu", cities=True)
     assert {(d.city, d.split) for d in nthu if d.dataset == "nthu"} == {
         (c, s) for c in ("Rome", "Rio", "Tokyo", "Taipei") for s in ("train", "test")}
 
@@ -422,7 +424,24 @@ def test_second_repro_has_nothing_to_do(reproduced):
 @pytest.mark.slow
 def test_data_check_on_the_fakes(reproduced, capsys):
     root, _, _ = reproduced
-    assert P.data_check(P.benchmark("cityscapes_nthu"), root, full=True)
+    assert BC.data_check(root / "pipelines/cityscapes_nthu", True, root, full=True)
     out = capsys.readouterr().out
     assert "uplr data check nthu --root datasets/NTHU --split datasets/NTHU/Rome/test.txt --city Rio" in out
     assert "uplr data check cityscapes --root datasets/Cityscapes --split datasets/Cityscapes/train.txt" in out
+
+
+@pytest.mark.parametrize("name", list(P.PIPELINES))
+def test_every_listed_param_is_in_the_params_file(name):
+    """DVC refuses a stage whose listed param is absent from params.yaml: every key must be written out."""
+    b = P.benchmark(name)
+    data = yaml.safe_load((REPO / b.folder / "params.yaml").read_text())
+
+    def present(key: str) -> bool:
+        obj = data
+        for part in key.split("."):
+            if not isinstance(obj, dict) or part not in obj:
+                return False
+            obj = obj[part]
+        return True
+
+    assert [k for k in sorted(P.param_paths(b)) if not present(k)] == []

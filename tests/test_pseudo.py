@@ -16,14 +16,10 @@ from scipy.stats import entropy as scipy_entropy
 from sklearn.mixture import GaussianMixture
 
 from uplr.errors import UplrError
-from uplr.method.pseudo import (
-    PixelStats,
-    build_selector,
-    cbst_portion,
-    plot_quality,
-    pseudo_label_pass,
-    quality_report,
-)
+from uplr.evaluate.pseudo_quality import quality_report
+from uplr.method.pseudo import PixelStats, build_selector
+from uplr.method.pseudo_pass import pseudo_label_pass
+from uplr.report.figures import plot_quality
 
 BINS = 1000
 TOL = 1.0 / BINS + 1e-9  # quantiles from histograms are exact up to one bin width
@@ -150,12 +146,6 @@ def test_cbst_selector_rank_and_ratio_argmax():
     assert sel.assign(prob)[0].tolist() == expected
     sel = _fit("cbst", prob, portion=0.25)  # ranks 1, 1, 0 -> the largest confidences
     np.testing.assert_allclose(sel.thresholds, [0.98, 0.8, 1.0], atol=TOL)
-
-
-def test_cbst_portion_schedule():
-    assert [cbst_portion(r) for r in (0, 1, 2, 6, 9)] == pytest.approx([0.2, 0.25, 0.3, 0.5, 0.5])
-    with pytest.raises(UplrError):
-        cbst_portion(-1)
 
 
 @pytest.mark.parametrize("method", ["bdl", "cbst"])

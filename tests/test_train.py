@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +154,30 @@ def test_checkpoint_for_another_dvc_hash_is_not_resumed(tiny_params, tracking, t
     assert _steps_of(tiny_params, tmp_path / "a", tmp_path / "resume") == []
     write_lock("bbb")
     assert _steps_of(tiny_params, tmp_path / "b", tmp_path / "resume") == list(range(6))
+
+
+def test_checkpoint_of_other_code_is_not_resumed(tiny_params, tracking, tmp_path, monkeypatch):
+    """Same params and inputs, but a file the stage runs changed (e.g. the lr schedule in loop.py): the
+    finished checkpoint of the old code must not be resumed (it would hand back the old weights)."""
+    from uplr import codedeps
+
+    _train(tiny_params, tmp_path / "a", resume=tmp_path / "resume")
+    assert _steps_of(tiny_params, tmp_path / "a", tmp_path / "resume") == []  # same code: resumed at the end
+    loop = codedeps.REPO / "uplr/train/loop.py"
+    original = Path.read_bytes
+
+    def edited(self):  # as if `return 0.5 * max(...)` had been written into the poly schedule
+        data = original(self)
+        return data + b"\n# edited\n" if self == loop else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert _steps_of(tiny_params, tmp_path / "b", tmp_path / "resume") == list(range(6))
+
+
+def test_code_hash_covers_exactly_the_stage_files():
+    from uplr import codedeps
+
+    files = codedeps.stage_files("uplr.stages.train")
+    assert "uplr/train/loop.py" in files and "uplr/method/gmm.py" not in files  # source-only: no GMM code
+    assert "uplr/method/gmm.py" in codedeps.stage_files("uplr.stages.train_upst")
+    assert codedeps.code_hash("uplr.stages.train") != codedeps.code_hash("uplr.stages.train_sr")

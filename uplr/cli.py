@@ -25,6 +25,12 @@ def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
 
 
+def _rows() -> tuple[str, ...]:
+    from uplr.experiments import ROWS
+
+    return tuple(ROWS)
+
+
 def _config(args):
     from uplr.config import load_config
 
@@ -48,17 +54,23 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from uplr.stages import train
+    import importlib
 
+    from uplr import experiments
+
+    row = experiments.row(args.row)
     cfg = _config(args)
     extra = {k: Path(v) for k, v in (("class_stats", args.class_stats), ("rank_model", args.rank_model),
                                      ("pseudo", args.pseudo), ("init_model", args.init_model)) if v}
-    needs = {"sr": ["class_stats"], "tgaa": ["class_stats", "rank_model"], "upst": ["pseudo", "init_model"]}
-    missing = [k for k in needs.get(args.row, []) if k not in extra]
+    needs = [k for k, used in (("class_stats", row.uses_class_stats), ("rank_model", row.rank_from),
+                               ("pseudo", row.pseudo), ("init_model", row.init_from)) if used]
+    missing = [k for k in needs if k not in extra]
     if missing:
         raise UplrError(f"row {args.row!r} needs " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
-    train.run(cfg, args.row, args.seed, Path(args.out), Path(args.resume_dir) if args.resume_dir else None,
-              args.stage or f"train_{args.row}", extra)
+    # the row's entry module (the grid names it; its code is the stage's code dependency in dvc.yaml)
+    importlib.import_module(row.entry).run(cfg, args.row, args.seed, Path(args.out),
+                                           Path(args.resume_dir) if args.resume_dir else None,
+                                           args.stage or row.train_stage, extra)
     return 0
 
 
@@ -156,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("train", help="train one row (configuration) for one seed (DVC stage train_*)")
-    p.add_argument("--row", required=True, help="source_only, oracle, ...")
+    p.add_argument("--row", required=True, choices=list(_rows()), help="the row of the experiment grid to train")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for model.pt and train_log.csv")
     p.add_argument("--resume-dir", default=None, help="folder for the resumable checkpoint")
@@ -188,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on the target val split, or a folder of predictions")
     p.add_argument("--model", help="model.pt written by `uplr train`")
-    p.add_argument("--row", help="the row the model belongs to (a tag for the tables)")
+    p.add_argument("--row", choices=list(_rows()), help="the row the model belongs to (a tag for the tables)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="where to write the per-class IoU JSON")
     p.add_argument("--predictions", help="folder to write trainId PNG predictions to")

@@ -135,8 +135,11 @@ class TGAAConfig:
     """TGAA: resample towards the top-k uncertain target classes, re-ranked over t stages."""
 
     k: int = 5  # the paper does not give k (its figure shows five classes)
-    stages: int = 3  # t: the training budget is split into t equal stages
+    stages: int = 3  # t: tgaa.iterations are split into t equal stages, S_k re-ranked at the start of each
     nan_policy: str = "first"  # classes never predicted on the target rank as most uncertain
+    init: str = "sr"  # sr: continue the +SR model (the paper's chain) | scratch: train from model.init
+    iterations: int = 150  # with init sr: steps added to the +SR model (scratch: train.iterations)
+    lr_schedule: str = "continue"  # continue: the chain's poly schedule goes on | restart: from train.lr
 
 
 @dataclass
@@ -150,6 +153,7 @@ class UPSTConfig:
     cbst_portion: float = 0.2
     rounds: int = 1  # pseudo-label + self-training rounds
     iterations: int = 300  # self-training iterations per round
+    lr_schedule: str = "continue"  # continue: the chain's poly schedule goes on from the +TGAA model | restart
     save_confidence: bool = False  # also write float16 confidence maps next to the labels
     quality_methods: list[str] = field(default_factory=lambda: ["gmm", "threshold", "bdl", "cbst"])
 

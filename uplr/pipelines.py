@@ -1,16 +1,26 @@
-"""One definition of the experiment grid, rendered into every ``dvc.yaml`` of the repository.
+"""Every ``dvc.yaml`` of the repository, rendered from the experiment grid (uplr/experiments.py).
 
 The embedded benchmark (``dvc.yaml`` at the root) and the three real benchmarks
 (``pipelines/<benchmark>/dvc.yaml``) run the same stages: translate (IT) and class statistics (SR),
 the training rows of Table 3 per seed, pseudo labels (UPST), one evaluation per trained model, the
-tables. What differs is data: where the datasets are (the embedded one is generated, real ones are
-``dvc add``-ed folders under ``datasets/``), whether the target train split has labels (oracle row,
-pseudo-label quality), whether init weights are a file, and Cross-City's city axis (a DVC ``matrix``
-of city x seed; the source-only model does not depend on the city and is trained once per seed).
+tables. Each stage lists exactly what it uses:
 
-Writing the four files from this module keeps them from drifting apart: ``python -m uplr.pipelines``
-rewrites them, ``python -m uplr.pipelines --check`` fails when a committed file differs from its
-rendering (tests/test_pipelines.py does the same).
+* **params**: the config keys its code reads, from the grid (tests/test_grid.py records the reads of
+  every stage on tiny data and compares); ``tracking`` is no stage's dependency;
+* **code**: every uplr file its entry point imports, derived from the source (uplr/codedeps.py);
+* **data**: paths from params.yaml through DVC's ``${…}`` interpolation, so a path is declared once;
+  upstream models, pseudo labels and class statistics by the layout below.
+
+What differs per benchmark is data: whether the data come from the ``generate`` stage (embedded),
+whether the target train split has labels (oracle row, pseudo-label quality), whether init weights are
+a file, and Cross-City's city axis (a DVC ``matrix`` of city x seed; the source-only model does not
+depend on the city and is trained once per seed).
+
+``python -m uplr.pipelines`` rewrites the four files, ``--check`` fails when a committed file differs
+from its rendering (tests/test_pipelines.py does the same).
+
+Longer than 400 lines because the header comment of each dvc.yaml is written here beside the stages it
+describes.
 """
 
 from __future__ import annotations
@@ -24,39 +34,34 @@ from typing import Any
 
 import yaml
 
+from uplr import experiments as X
+from uplr.codedeps import REPO, stage_files
+from uplr.data.benchmark_check import CITIES_FILE
 from uplr.errors import UplrError
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-PIPELINES_DIR = "pipelines"
-CITIES_FILE = "cities.yaml"
-"""Cross-City's city axis: a DVC vars file beside its dvc.yaml (``cities: [Rome, Rio, Tokyo, Taipei]``).
-
-It is not in params.yaml because the typed config (uplr/config.py) has no ``cities`` key; each stage
-gets its city on the command line (``-o data.target.city=<City>``)."""
-
-TRAIN_ROWS = ("source_only", "oracle", "aa", "it", "sr", "tgaa")  # trained before pseudo labelling
-EVAL_ROWS = ("source_only", "oracle", "aa", "it", "sr", "tgaa", "upst")
 RUNNER = "python -m uplr.runner --"
+CLASS_STATS = "stats/source_class_counts.npz"
 
 
 @dataclass(frozen=True)
 class Benchmark:
     """What one pipeline's dvc.yaml depends on; every path is relative to the dvc.yaml's folder."""
 
-    name: str  # the ``benchmark`` tag in params.yaml and MLflow
-    folder: str  # the dvc.yaml's folder, relative to the repository root
+    name: str  # the ``benchmark`` in params.yaml and MLflow (uplr/experiments.py BENCHMARKS)
     header: str  # the comment on top of the file
-    source: str  # source dataset folder (a DVC dep)
-    target: str  # target dataset folder (a DVC dep; may hold ``{city}``)
-    data_all: tuple[str, ...]  # deps that cover source and target together
     generate: bool = False  # the data come from the ``generate`` stage (embedded benchmark)
     init_dep: bool = False  # model.init is a weights file: a dep of the rows trained from it
+    packaged_lists: bool = False  # splits name the official lists shipped in uplr/data/lists
     oracle: bool = True  # the target train split has labels: oracle row
     quality: bool = True  # ... and a pseudo-label quality report
     cities: bool = False  # Cross-City: stages that read the target repeat over the cities
-    tables_cmd: str = "uplr tables --out reports --stage tables"
+    tables_cmd: str = "uplr tables --out reports/latest --stage tables"
+
+    @property
+    def folder(self) -> str:
+        return X.BENCHMARKS[self.name].folder
 
     @property
     def prefix(self) -> str:
@@ -112,9 +117,11 @@ class Loop:
 ONCE, PER_SEED, PER_CITY, PER_CITY_SEED = Loop(None), Loop("seed"), Loop("city"), Loop("city_seed")
 
 
-class _Ctx:
-    """Paths and command pieces of one benchmark's stages."""
+# ----------------------------------------------------------------------------------------------------
+# paths: data from params.yaml (interpolated), everything else the pipeline's layout
 
+
+class _Ctx:
     def __init__(self, b: Benchmark):
         self.b = b
 
@@ -122,14 +129,16 @@ class _Ctx:
         """The loop of a per-seed stage: per city and seed on Cross-City when it reads the target."""
         return PER_CITY_SEED if (self.b.cities and city_dependent) else PER_SEED
 
+    source = "${data.source.root}"
+
     def target(self, lp: Loop) -> str:
-        return self.b.target.format(city=lp.city) if "{city}" in self.b.target else self.b.target
+        return f"${{data.target.root}}/{lp.city}" if self.b.cities else "${data.target.root}"
 
     def translated(self, lp: Loop) -> str:
-        return f"{lp.under('data/translated')}/source"
+        return lp.under("${translate.out}")
 
     def manifest(self, lp: Loop) -> str:
-        return f"{lp.under('data/translated')}/manifest.json"
+        return f"{lp.under('stats')}/translate.json"
 
     def run_dir(self, row: str, lp: Loop) -> str:
         return f"{lp.under('runs')}/{row}/seed{lp.seed}"
@@ -155,11 +164,35 @@ class _Ctx:
     def cmd(self, args: str, lp: Loop, stage: str, translated: bool = False) -> str:
         return f"{RUNNER} uplr {args}{self.overrides(lp, translated)} --stage {lp.name(stage)}"
 
-    def image(self) -> str:
-        return self.code("docker/IMAGE")
+    def code(self, entry: str, extra: tuple[str, ...] = ()) -> list[str]:
+        """The stage's code dependencies: its files, a package folder where every module in it is used."""
+        return [self.b.code(p) for p in compress(stage_files(entry))] + [self.b.code(p) for p in extra] + \
+            [self.b.code("docker/IMAGE")]
 
-    def code(self, path: str) -> str:
-        return self.b.code(path)
+    def lists(self) -> list[str]:
+        return [self.b.code("uplr/data/lists")] if self.b.packaged_lists else []
+
+
+def compress(files: list[str]) -> list[str]:
+    """Replace the files of a package folder by the folder when every ``.py`` file in it is listed.
+
+    A folder dependency covers every file in it (DVC ignores __pycache__, see .dvcignore); only
+    folders whose Python files are all used qualify, so nothing the stage does not run is added.
+    """
+    chosen = set(files)
+    for d in sorted({str(Path(f).parent) for f in files}, key=lambda p: -len(Path(p).parts)):
+        folder = REPO / d
+        if d in (".", "uplr") or not folder.is_dir():
+            continue
+        members = {str(p.relative_to(REPO)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
+        non_py = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
+        if members and members <= chosen and not non_py:
+            chosen = (chosen - members) | {d}
+    return sorted(chosen)
+
+
+def _params(keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if k.split(".")[0] not in X.NOT_INPUTS]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -169,133 +202,117 @@ class _Ctx:
 def _generate(c: _Ctx) -> dict[str, Any]:
     return {
         "cmd": f"{RUNNER} uplr generate --stage generate",
-        "deps": [c.code("uplr/data/synthetic.py"), c.code("uplr/data/_scenes.py"), c.image()],
-        "params": ["generate", "tracking"],
-        "outs": ["data/embedded"],
+        "deps": c.code(X.STAGES["generate"].entry),
+        "params": _params(X.STAGES["generate"].reads),
+        "outs": ["${generate.out}"],
     }
 
 
 def _translate(c: _Ctx) -> dict[str, Any]:
     lp = PER_CITY if c.b.cities else ONCE
-    data = [c.b.source, c.target(lp)] if c.b.cities else list(c.b.data_all)
+    spec = X.STAGES["translate"]
     return lp.wrap({
         "cmd": c.cmd(f"translate --manifest {c.manifest(lp)}", lp, "translate", translated=True),
-        "deps": [*data, c.code("uplr/method/fda.py"), c.code("uplr/stages/translate.py"), c.image()],
-        "params": ["data.source", "data.target", "translate", "tracking"],
+        "deps": [c.source, c.target(lp), *c.lists(), *c.code(spec.entry)],
+        "params": _params(spec.reads),
         "outs": [c.translated(lp), {c.manifest(lp): {"cache": False}}],
     })
 
 
 def _class_stats(c: _Ctx) -> dict[str, Any]:
+    spec = X.STAGES["class_stats"]
     return {
-        "cmd": f"{RUNNER} uplr class-stats --out stats/source_class_counts.npz --stage class_stats",
-        "deps": [c.b.source, c.code("uplr/method/resampling.py"), c.code("uplr/stages/class_stats.py"), c.image()],
-        "params": ["data.source", "model.num_classes", "tracking"],
-        "outs": ["stats/source_class_counts.npz"],
+        "cmd": f"{RUNNER} uplr class-stats --out {CLASS_STATS} --stage class_stats",
+        "deps": [c.source, *c.lists(), *c.code(spec.entry)],
+        "params": _params(spec.reads),
+        "outs": [CLASS_STATS],
     }
 
 
-_TRAIN_CODE = ("uplr/train", "uplr/model", "uplr/data", "uplr/stages/train.py")
-# what each row reads beyond its data (the DVC params; uplr/stages/train.py logs the same sections)
-_TRAIN_PARAMS = {
-    "source_only": ["data.source", "data.num_workers", "model", "train", "tracking"],
-    "oracle": ["data.target", "data.num_workers", "model", "train", "tracking"],
-    "aa": ["data.source", "data.num_workers", "model", "train", "tracking", "adversarial", "data.target"],
-    "it": ["data.source", "translate", "data.num_workers", "model", "train", "tracking", "adversarial", "data.target"],
-    "sr": ["data.source", "translate", "resample", "data.num_workers", "model", "train", "tracking", "adversarial",
-           "data.target"],
-    "tgaa": ["data.source", "translate", "resample", "tgaa", "evaluate.batch_size", "data.num_workers", "model",
-             "train", "tracking", "adversarial", "data.target"],
-    "upst": ["data.source", "data.target", "translate", "upst", "data.num_workers", "model", "train", "tracking"],
-}
-
-
-def _train(c: _Ctx, row: str) -> dict[str, Any]:
-    lp = c.loop(city_dependent=row != "source_only")
-    run = c.run_dir(row, lp)
-    args = f"train --row {row} --seed {lp.seed} --out {run} --resume-dir {run}/resume"
-    data: list[str]
-    translated = row in ("it", "sr", "tgaa", "upst")
-    if row == "source_only":
-        data = [c.b.source]
-    elif row == "oracle":
-        data = [c.target(lp)]
-    elif row == "aa":
-        data = [c.b.source, c.target(lp)] if c.b.cities else list(c.b.data_all)
-    else:
-        data = [c.translated(lp), c.target(lp)]
-    if row in ("sr", "tgaa"):
-        args += " --class-stats stats/source_class_counts.npz"
-        data.append("stats/source_class_counts.npz")
-    if row == "tgaa":
-        args += f" --rank-model {c.model('sr', lp)}"
-        data.append(c.model("sr", lp))
-    if row == "upst":
-        args += f" --pseudo {c.pseudo(lp)} --init-model {c.model('tgaa', lp)}"
-        data += [c.pseudo(lp), c.model("tgaa", lp)]
-    if c.b.init_dep and row != "upst":  # upst starts from the tgaa model, the others from model.init
+def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
+    lp = c.loop(city_dependent=row.id != "source_only")
+    run = c.run_dir(row.id, lp)
+    args = f"train --row {row.id} --seed {lp.seed} --out {run} --resume-dir {run}/resume"
+    data: list[str] = []
+    translated = row.labeled == "translated"
+    if row.labeled == "source":
+        data.append(c.source)
+    elif translated:
+        data.append(c.translated(lp))
+    if row.labeled == "target" or row.adversarial or row.pseudo or row.weights == "tgaa":
+        data.append(c.target(lp))
+    if row.uses_class_stats:
+        args += f" --class-stats {CLASS_STATS}"
+        data.append(CLASS_STATS)
+    if row.rank_from:
+        args += f" --rank-model {c.model(row.rank_from, lp)}"
+        data.append(c.model(row.rank_from, lp))
+    if row.pseudo:
+        args += f" --pseudo {c.pseudo(lp)}"
+        data.append(c.pseudo(lp))
+    if row.init_from:
+        args += f" --init-model {c.model(row.init_from, lp)}"
+        data.append(c.model(row.init_from, lp))
+    elif c.b.init_dep:
         data.append("${model.init}")
     outs: list[Any] = [f"{run}/model.pt", {f"{run}/resume": {"cache": False, "persist": True}}]
-    if row == "tgaa":
+    if row.weights == "tgaa":
         outs.append({f"{run}/tgaa_stages.json": {"cache": False}})
-    if row == "upst":  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
+    if row.pseudo:  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
         outs.append(f"{run}/later_rounds")
     return lp.wrap({
-        "cmd": c.cmd(args, lp, f"train_{row}", translated),
-        "deps": [*data, *(c.code(p) for p in _TRAIN_CODE), c.image()],
-        "params": _TRAIN_PARAMS[row],
+        "cmd": c.cmd(args, lp, row.train_stage, translated),
+        "deps": [*data, *c.lists(), *c.code(row.entry)],
+        "params": _params(row.reads),
         "outs": outs,
         "plots": [{f"{run}/train_log.csv": {"x": "step", "y": "loss_seg", "cache": False}}],
     })
 
 
-_PSEUDO_CODE = ("uplr/method/pseudo.py", "uplr/method/gmm.py", "uplr/stages/pseudo.py")
-_INFER_PARAMS = ["evaluate.batch_size", "train.device", "train.amp", "tracking"]
-
-
-def _pseudo_label(c: _Ctx) -> dict[str, Any]:
+def _pseudo(c: _Ctx, kind: str) -> dict[str, Any]:
     lp = c.loop()
-    tgaa, out = c.model("tgaa", lp), c.pseudo(lp)
-    return lp.wrap({
-        "cmd": c.cmd(f"pseudo --model {tgaa} --seed {lp.seed} --out {out} --summary {out}.json", lp, "pseudo_label"),
-        "deps": [tgaa, c.target(lp), *(c.code(p) for p in _PSEUDO_CODE), c.image()],
-        "params": ["data.target", "model", "upst.method", "upst.bins", "upst.threshold", "upst.bdl_cap",
-                   "upst.cbst_portion", "upst.save_confidence", *_INFER_PARAMS],
-        "outs": [out, {f"{out}.json": {"cache": False}}],
-    })
+    spec = X.STAGES[kind]
+    model = c.model(X.PSEUDO_FROM, lp)
+    body: dict[str, Any] = {"deps": [model, c.target(lp), *c.lists(), *c.code(spec.entry)],
+                            "params": _params(spec.reads)}
+    if kind == "pseudo_label":
+        out = c.pseudo(lp)
+        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --out {out} --summary {out}.json", lp, kind)
+        body["outs"] = [out, {f"{out}.json": {"cache": False}}]
+    else:
+        out = f"{lp.under('metrics/pseudo_quality')}/seed{lp.seed}.json"
+        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --quality {out}", lp, kind)
+        body["metrics"] = [{out: {"cache": False}}]
+    return lp.wrap(body)
 
 
-def _pseudo_quality(c: _Ctx) -> dict[str, Any]:
+def _evaluate(c: _Ctx, row: X.Row) -> dict[str, Any]:
     lp = c.loop()
-    tgaa, out = c.model("tgaa", lp), f"{lp.under('metrics/pseudo_quality')}/seed{lp.seed}.json"
+    spec = X.STAGES["evaluate"]
+    model = c.model(row.id, lp)
+    out = f"{lp.under('metrics')}/{row.id}/seed{lp.seed}.json"
+    pred = f"{lp.under('predictions')}/{row.id}/seed{lp.seed}"
+    args = f"evaluate --row {row.id} --seed {lp.seed} --model {model} --out {out} --predictions {pred}"
     return lp.wrap({
-        "cmd": c.cmd(f"pseudo --model {tgaa} --seed {lp.seed} --quality {out}", lp, "pseudo_quality"),
-        "deps": [tgaa, c.target(lp), *(c.code(p) for p in _PSEUDO_CODE), c.image()],
-        "params": ["data.target", "model", "upst", *_INFER_PARAMS],
-        "metrics": [{out: {"cache": False}}],
-    })
-
-
-def _evaluate(c: _Ctx, row: str) -> dict[str, Any]:
-    lp = c.loop()
-    model = c.model(row, lp)
-    out, pred = f"{lp.under('metrics')}/{row}/seed{lp.seed}.json", f"{lp.under('predictions')}/{row}/seed{lp.seed}"
-    args = f"evaluate --row {row} --seed {lp.seed} --model {model} --out {out} --predictions {pred}"
-    return lp.wrap({
-        "cmd": c.cmd(args, lp, f"evaluate_{row}"),
-        "deps": [model, c.target(lp), c.code("uplr/evaluate"), c.code("uplr/stages/evaluate.py"), c.image()],
-        "params": ["data.target", "model", "evaluate", "train.device", "train.amp", "tracking"],
+        "cmd": c.cmd(args, lp, row.eval_stage),
+        "deps": [model, c.target(lp), *c.lists(), *c.code(spec.entry)],
+        "params": _params(spec.reads),
         "outs": [pred],
         "metrics": [{out: {"cache": False}}],
     })
 
 
 def _tables(c: _Ctx) -> dict[str, Any]:
+    spec = X.STAGES["tables"]
     return {
         "cmd": f"{RUNNER} {c.b.tables_cmd}",
-        "deps": ["metrics", c.code("uplr/report")],
-        "outs": [{"reports": {"cache": False}}],
+        "deps": ["metrics", *c.code(spec.entry, spec.extra_code)],
+        "outs": [{"reports/latest": {"cache": False}}],
     }
+
+
+def _rows(b: Benchmark) -> list[X.Row]:
+    return [r for r in X.ROWS.values() if b.oracle or not r.needs_target_labels]
 
 
 def stages(b: Benchmark) -> dict[str, Any]:
@@ -306,16 +323,18 @@ def stages(b: Benchmark) -> dict[str, Any]:
         out["generate"] = _generate(c)
     out["translate"] = _translate(c)
     out["class_stats"] = _class_stats(c)
-    for row in TRAIN_ROWS:
-        if row != "oracle" or b.oracle:
-            out[f"train_{row}"] = _train(c, row)
-    out["pseudo_label"] = _pseudo_label(c)
+    rows = _rows(b)
+    for row in rows:
+        if not row.pseudo:
+            out[row.train_stage] = _train(c, row)
+    out["pseudo_label"] = _pseudo(c, "pseudo_label")
     if b.quality:
-        out["pseudo_quality"] = _pseudo_quality(c)
-    out["train_upst"] = _train(c, "upst")
-    for row in EVAL_ROWS:
-        if row != "oracle" or b.oracle:
-            out[f"evaluate_{row}"] = _evaluate(c, row)
+        out["pseudo_quality"] = _pseudo(c, "pseudo_quality")
+    for row in rows:
+        if row.pseudo:
+            out[row.train_stage] = _train(c, row)
+    for row in rows:
+        out[row.eval_stage] = _evaluate(c, row)
     out["tables"] = _tables(c)
     return out
 
@@ -336,6 +355,15 @@ def render(b: Benchmark | str) -> str:
     return header + yaml.safe_dump(document(b), sort_keys=False, width=120, allow_unicode=True)
 
 
+def param_paths(b: Benchmark) -> set[str]:
+    """Every param path (``train``, ``upst.bins``, ...) that some stage of ``b`` lists."""
+    found: set[str] = set()
+    for st in stages(b).values():
+        body = st.get("do", st)
+        found.update(p for p in body.get("params", []) if isinstance(p, str))
+    return found
+
+
 # ----------------------------------------------------------------------------------------------------
 # the four pipelines
 
@@ -347,11 +375,14 @@ The default pipeline: the embedded benchmark, end to end on the CPU.
   generate -> translate (IT) / class_stats (SR) -> train rows x seeds -> evaluate x seeds -> tables
 Rows (Table 3): source_only, aa, it, sr, tgaa, upst; plus the target-supervised oracle.
 `make demo` runs the source-only and oracle chain; `make ablation` (= dvc repro) runs every row.
-Each stage lists only the params it reads, so a change re-runs only its dependents. Every command goes
+Each stage lists exactly the params it reads and the code it runs, so a change re-runs its dependents and
+nothing else. Every command goes
 through `python -m uplr.runner`, which runs it on the host or, with UPLR_RUNNER=docker, in the image
 named by docker/IMAGE (a dependency of every stage). Every stage run is an MLflow run.
-The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last.
-The real benchmarks (paper scale) are pipelines/<benchmark>/dvc.yaml (docs/real-data.md).
+The tables stage reads MLflow, not the stages' files; it depends on metrics/ only to run last, and writes
+reports/latest/ (ignored by git): the published reports/ change only with `make tables`.
+Data paths come from params.yaml (${{...}} interpolation). The real benchmarks (paper scale) are
+pipelines/<benchmark>/dvc.yaml (docs/real-data.md).
 {_GENERATED}
 """
 
@@ -376,46 +407,29 @@ model does not depend on the city: trained once per seed, evaluated on every cit
 """
 
 
-def _real(name: str, title: str, source: str, target: str, data: str, rows: str = "; plus the oracle",
-          extra: str = "", **kw: Any) -> Benchmark:
-    folder = f"{PIPELINES_DIR}/{name}"
-    header = _REAL_HEADER.format(title=title, folder=folder, name=name, data=data, rows=rows, extra=extra,
+def _real(name: str, data: str, rows: str = "; plus the oracle", extra: str = "", **kw: Any) -> Benchmark:
+    info = X.BENCHMARKS[name]
+    header = _REAL_HEADER.format(title=info.title, folder=info.folder, name=name, data=data, rows=rows, extra=extra,
                                  generated=_GENERATED)
-    src, tgt = f"../../datasets/{source}", f"../../datasets/{target}"
-    return Benchmark(name=name, folder=folder, header=header, source=src,
-                     target=f"{tgt}/{{city}}" if kw.get("cities") else tgt, data_all=(src, tgt), init_dep=True,
-                     tables_cmd="uplr tables --out reports --experiment ${tracking.experiment} --stage tables", **kw)
+    return Benchmark(name=name, header=header, init_dep=True, packaged_lists=True,
+                     tables_cmd="uplr tables --out reports/latest --experiment ${tracking.experiment} --stage tables", **kw)
 
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "embedded": Benchmark(name="embedded", folder=".", header=_EMBEDDED_HEADER, source="data/embedded/source",
-                          target="data/embedded/target", data_all=("data/embedded",), generate=True),
-    "gta5_cityscapes": _real("gta5_cityscapes", "GTA5 -> Cityscapes", "GTA5", "Cityscapes",
-                             "datasets/GTA5 (source) and datasets/Cityscapes (target)"),
-    "synthia_cityscapes": _real("synthia_cityscapes", "SYNTHIA-RAND-CITYSCAPES -> Cityscapes", "SYNTHIA",
-                                "Cityscapes", "datasets/SYNTHIA (source) and datasets/Cityscapes (target)"),
-    "cityscapes_nthu": _real("cityscapes_nthu", "Cityscapes -> NTHU Cross-City", "Cityscapes", "NTHU",
-                             "datasets/Cityscapes (source) and datasets/NTHU (target)",
+PIPELINES: dict[str, Benchmark] = {
+    "embedded": Benchmark(name="embedded", header=_EMBEDDED_HEADER, generate=True),
+    "gta5_cityscapes": _real("gta5_cityscapes", "datasets/GTA5 (source) and datasets/Cityscapes (target)"),
+    "synthia_cityscapes": _real("synthia_cityscapes", "datasets/SYNTHIA (source) and datasets/Cityscapes (target)"),
+    "cityscapes_nthu": _real("cityscapes_nthu", "datasets/Cityscapes (source) and datasets/NTHU (target)",
                              rows="; no oracle (NTHU train has no labels)", extra=_CROSS_CITY_EXTRA,
                              cities=True, oracle=False, quality=False),
 }
-REAL = tuple(k for k in BENCHMARKS if k != "embedded")
 
 
 def benchmark(name: str) -> Benchmark:
     try:
-        return BENCHMARKS[name]
+        return PIPELINES[name]
     except KeyError:
-        raise UplrError(f"unknown benchmark {name!r}; valid benchmarks are {', '.join(BENCHMARKS)}") from None
-
-
-def param_paths(b: Benchmark) -> set[str]:
-    """Every param path (``train``, ``upst.bins``, ...) that some stage of ``b`` lists."""
-    found: set[str] = set()
-    for st in stages(b).values():
-        body = st.get("do", st)
-        found.update(p for p in body.get("params", []) if isinstance(p, str))
-    return found
+        raise UplrError(f"unknown benchmark {name!r}; valid benchmarks are {', '.join(PIPELINES)}") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -428,119 +442,27 @@ def dvc_yaml_path(b: Benchmark, root: Path = REPO) -> Path:
 
 def stale(root: Path = REPO) -> list[Path]:
     """The dvc.yaml files under ``root`` that differ from their rendering (or are missing)."""
-    out = []
-    for b in BENCHMARKS.values():
-        path = dvc_yaml_path(b, root)
-        if not path.is_file() or path.read_text() != render(b):
-            out.append(path)
-    return out
-
-
-def _write(path: Path, text: str) -> None:
-    """Atomic write that keeps the file's mode (a new file gets 0666 minus the umask, like an editor's)."""
-    import os
-
-    from uplr.io import atomic_path
-
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-        tmp.chmod(mode)
+    return [dvc_yaml_path(b, root) for b in PIPELINES.values()
+            if not dvc_yaml_path(b, root).is_file() or dvc_yaml_path(b, root).read_text() != render(b)]
 
 
 def write_all(root: Path = REPO) -> list[Path]:
     """(Re)write every dvc.yaml under ``root``; returns the files whose content changed."""
+    from uplr.io import write_text
+
     changed = []
-    for b in BENCHMARKS.values():
+    for b in PIPELINES.values():
         path = dvc_yaml_path(b, root)
         text = render(b)
         if not path.is_file() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write(path, text)
+            write_text(path, text)
             changed.append(path)
     return changed
 
 
-def read_cities(folder: Path) -> list[str]:
-    """The city axis of a Cross-City pipeline folder (its ``cities.yaml``)."""
-    path = Path(folder) / CITIES_FILE
-    try:
-        cities = (yaml.safe_load(path.read_text()) or {}).get("cities")
-    except (OSError, yaml.YAMLError) as exc:
-        raise UplrError(f"{path}: cannot read the city axis ({exc}); restore it from git") from exc
-    if not isinstance(cities, list) or not cities or not all(isinstance(c, str) for c in cities):
-        raise UplrError(f"{path}: `cities` must be a non-empty list of NTHU city names, e.g. [Rome, Rio]")
-    return cities
-
-
-@dataclass(frozen=True)
-class DataSplit:
-    """One dataset split a pipeline reads (what ``uplr data check`` validates)."""
-
-    dataset: str
-    root: Path
-    split: str
-    city: str = ""
-    strict: bool = False
-
-    def command(self, cwd: Path) -> str:
-        """The equivalent ``uplr data check`` command line, run from ``cwd``."""
-        def rel(p: str | Path) -> str:
-            try:
-                return str(Path(p).resolve().relative_to(Path(cwd).resolve()))
-            except ValueError:
-                return str(p)
-
-        from uplr.data.datasets import is_list_path
-
-        split = rel(self.split) if is_list_path(self.split) else self.split
-        return " ".join(["uplr data check", self.dataset, "--root", rel(self.root), "--split", split,
-                         *(["--city", self.city] if self.city else []), *(["--strict"] if self.strict else [])])
-
-
-def data_splits(b: Benchmark, root: Path = REPO) -> list[DataSplit]:
-    """Every split ``b``'s stages read (source; target train and val, per city), from its params files."""
-    from uplr.config import load_config
-    from uplr.data.datasets import is_list_path
-
-    folder = Path(root) / b.folder
-    cfg = load_config(folder / "params.yaml")
-
-    def split(s: str) -> str:
-        return str(cfg.path(s).resolve()) if is_list_path(s) else s
-
-    s, t = cfg.data.source, cfg.data.target
-    out = [DataSplit(s.dataset, cfg.path(s.root).resolve(), split(s.split), s.city, s.strict)]
-    for city in read_cities(folder) if b.cities else [t.city]:
-        for sp in (t.split, t.val_split):
-            out.append(DataSplit(t.dataset, cfg.path(t.root).resolve(), split(sp), city, t.strict))
-    return list(dict.fromkeys(out))
-
-
-def data_check(b: Benchmark, root: Path = REPO, full: bool = True) -> bool:
-    """Run ``uplr data check`` on every split of ``b``; prints each report, returns whether all are ok."""
-    from uplr.data.check import check_dataset
-
-    ok = True
-    for ds in data_splits(b, root):
-        print(f"$ {ds.command(root)}")
-        if not ds.root.is_dir():
-            raise UplrError(f"{ds.root}: dataset folder not found; put the {ds.dataset} dataset there and "
-                            f"`dvc add` it (docs/real-data.md)")
-        report = check_dataset(ds.dataset, ds.root, ds.split, city=ds.city, strict=ds.strict, full=full)
-        print(report.format())
-        ok = ok and report.ok
-    return ok
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m uplr.pipelines", description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, default=REPO, help=f"repository root (default: {REPO})")
+    ap.add_argument("--root", type=Path, default=REPO, help="repository root (default: this checkout)")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a dvc.yaml differs")
     ap.add_argument("--data-check", metavar="BENCHMARK",
                     help="instead: check every dataset split the benchmark's pipeline reads (exit 1 on a problem)")
@@ -550,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(False)
     try:
         if args.data_check:
-            return 0 if data_check(benchmark(args.data_check), args.root) else 1
+            from uplr.data.benchmark_check import data_check
+
+            b = benchmark(args.data_check)
+            return 0 if data_check(args.root / b.folder, b.cities, args.root) else 1
         if args.check:
             bad = stale(args.root)
             for p in bad:

@@ -1,0 +1,1 @@
+"""Datasets in their real on-disk formats, label tables, split lists, the embedded benchmark."""

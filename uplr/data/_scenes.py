@@ -9,6 +9,9 @@ surface coordinates (metres) that textures are laid out in. Rendering turns that
 under a domain :class:`Style`: per-class colour gains, colour transform and per-class colour offsets,
 texture, lighting, blur and noise. The layout statistics per domain are data (:class:`Layout`), not
 constants in the code.
+
+Longer than 400 lines because it is one renderer: the drawing of each class shares the scene's geometry
+and instance bookkeeping, and splitting it would spread one picture over several files.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The Cityscapes tables are built from ``cityscapesscripts.helpers.labels`` (the official definition),
 not retyped. SYNTHIA is not part of cityscapesscripts, so its id table follows
-``shared/fixtures/LABEL_ENCODINGS.md``. The 16- and 13-class SYNTHIA protocols and the 13 NTHU
+``tests/fixtures/LABEL_ENCODINGS.md``. The 16- and 13-class SYNTHIA protocols and the 13 NTHU
 classes are subsets of the 19-trainId space, so one model output serves every protocol.
 """
 

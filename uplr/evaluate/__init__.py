@@ -1,0 +1,1 @@
+"""Scoring: confusion matrices, IoU, inference over a split, pseudo-label quality."""

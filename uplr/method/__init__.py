@@ -1,0 +1,1 @@
+"""The paper's method: one function per equation (entropy, resampling, GMM, FDA), pseudo labels."""

@@ -2,8 +2,8 @@
 
 Every selector turns a softmax map into a uint8 label map (255 = ignore) after a ``fit`` on statistics
 of the whole target set. The statistics are per-class histograms (:class:`PixelStats`), so memory does
-not grow with the number of target images: :func:`pseudo_label_pass` streams the set twice, once to
-accumulate and fit, once to assign and write.
+not grow with the number of target images: ``pseudo_label_pass`` streams the set twice, once to
+accumulate and fit, once to assign and write (uplr/method/pseudo_pass.py).
 
 Selectors (``build_selector(method, **params)``):
 
@@ -21,23 +21,18 @@ selection keeps every pixel the exact threshold would keep (plus those in the sa
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from uplr.errors import UplrError
-from uplr.io import atomic_dir, atomic_path
 from uplr.method.gmm import GmmParams, certainty_posterior_wins, fit_gmm_1d
 from uplr.method.uncertainty import pixel_entropy
-from uplr.runtime import is_main
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +157,6 @@ def value_at_rank(hist: np.ndarray | torch.Tensor, rank: np.ndarray) -> np.ndarr
     b = (desc_cum >= rank[:, None]).sum(axis=1) - 1
     ok = (rank >= 1) & (rank <= h.sum(axis=1))
     return np.where(ok, np.maximum(b, 0) / bins, np.nan)
-
-
-def cbst_portion(round_idx: int, start: float = 0.2, step: float = 0.05, maximum: float = 0.5) -> float:
-    """CRST's schedule of the selected portion p: ``start`` at round 0, + ``step`` per round, capped."""
-    if round_idx < 0:
-        raise UplrError(f"cbst_portion: round must be >= 0, got {round_idx}")
-    return float(min(start + step * round_idx, maximum))
 
 
 class Selector(ABC):
@@ -345,205 +333,3 @@ def build_selector(method: str, **params: Any) -> Selector:
         valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         raise UplrError(f"pseudo-label method {method!r}: bad parameters {sorted(params)} ({exc}); "
                         f"valid parameters: {', '.join(valid)}") from exc
-
-
-def _check_name(name: Any) -> PurePosixPath:
-    if not isinstance(name, str) or not name:
-        raise UplrError(f"pseudo_label_pass: image name must be a non-empty str, got {name!r}")
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")) or "\\" in name:
-        raise UplrError(f"pseudo_label_pass: image name {name!r} must be a relative path without '.', "
-                        "'..', empty parts or backslashes (it becomes <out_dir>/<name>.png)")
-    return path
-
-
-def pseudo_label_pass(
-    predict: Callable[[], Iterable[tuple[str, torch.Tensor]]],
-    selector: Selector,
-    out_dir: str | Path,
-    save_confidence: bool = False,
-) -> dict[str, Any]:
-    """Write pseudo labels for a target set in two streaming passes; returns a JSON-safe summary.
-
-    ``predict()`` returns a fresh iterable of ``(name, prob)`` with ``prob`` a C x H x W softmax map (any
-    device); it is called twice and must yield the same images in the same order (checked by a running
-    hash of the names). Pass 1 (skipped for selectors without statistics) accumulates
-    :class:`PixelStats` (summed over ``torchrun`` ranks) and fits the selector; pass 2 writes
-    ``<out_dir>/<name>.png`` (uint8, 255 = ignore; "/" in names makes subfolders) and, with
-    ``save_confidence``, ``<name>_conf.npy`` (float16 max probability). The folder appears only when
-    complete (atomic); on any error nothing is left.
-
-    Under ``torchrun`` (process group initialised) pass 1 is collective: every rank must call this, each
-    with its own shard in ``predict`` and its own ``out_dir``; the fit then uses the statistics of all
-    shards, while the files and the returned pixel counts are the rank's own.
-    """
-    out_dir = Path(out_dir)
-    stats: PixelStats | None = None
-    first_hash = None
-    if selector.needs_stats:
-        digest = hashlib.sha256()
-        for name, prob in tqdm(predict(), desc=f"pseudo labels ({selector.name}) 1/2: statistics",
-                               unit="img", disable=not is_main()):
-            _check_name(name)
-            digest.update(name.encode() + b"\0")
-            if not isinstance(prob, torch.Tensor) or prob.dim() != 3:
-                raise UplrError(f"pseudo_label_pass: prob for {name!r} must be a C x H x W tensor, got "
-                                f"{tuple(getattr(prob, 'shape', ()))}")
-            if stats is None:
-                stats = PixelStats(prob.shape[0], bins=selector.bins)
-            stats.update(prob)
-        if stats is None:
-            raise UplrError("pseudo_label_pass: predict() yielded no images; check the target list")
-        stats.all_reduce()
-        selector.fit(stats)
-        first_hash = digest.hexdigest()
-
-    num_classes = stats.num_classes if stats is not None else None
-    predicted = kept = None
-    count = 0
-    digest = hashlib.sha256()
-    with atomic_dir(out_dir) as tmp:
-        for name, prob in tqdm(predict(), desc=f"pseudo labels ({selector.name}) 2/2: writing",
-                               unit="img", disable=not is_main()):
-            rel = _check_name(name)
-            digest.update(name.encode() + b"\0")
-            if not isinstance(prob, torch.Tensor) or prob.dim() != 3:
-                raise UplrError(f"pseudo_label_pass: prob for {name!r} must be a C x H x W tensor, got "
-                                f"{tuple(getattr(prob, 'shape', ()))}")
-            if num_classes is None:
-                num_classes = prob.shape[0]
-            if prob.shape[0] != num_classes:
-                raise UplrError(f"pseudo_label_pass: prob for {name!r} has {prob.shape[0]} classes, "
-                                f"expected {num_classes}")
-            if predicted is None:
-                predicted = torch.zeros(num_classes, dtype=torch.int64, device=prob.device)
-                kept = torch.zeros_like(predicted)
-            label = selector.assign(prob)
-            pred = prob.argmax(dim=0)
-            predicted += torch.bincount(pred.reshape(-1), minlength=num_classes).to(predicted.device)
-            kept += torch.bincount(label.reshape(-1).long(), minlength=256)[:num_classes].to(kept.device)
-            target = tmp / f"{rel}.png"
-            if target.exists():
-                raise UplrError(f"pseudo_label_pass: image name {name!r} was yielded twice")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_png(target, label.cpu().numpy())
-            if save_confidence:
-                conf = prob.max(dim=0).values.to(torch.float16).cpu().numpy()
-                np.save(tmp / f"{rel}_conf.npy", conf)
-            count += 1
-        if count == 0:
-            raise UplrError("pseudo_label_pass: predict() yielded no images; check the target list")
-        if first_hash is not None and digest.hexdigest() != first_hash:
-            raise UplrError("pseudo_label_pass: predict() yielded different images (names or order) in the "
-                            "two passes; it must be deterministic and return a fresh iterable each call")
-    assert predicted is not None and kept is not None
-    pred_np, kept_np = predicted.cpu().numpy(), kept.cpu().numpy()
-    share = [float(k / p) if p > 0 else None for k, p in zip(kept_np, pred_np, strict=True)]
-    summary = {"method": selector.name, "num_images": count, "num_classes": int(num_classes),
-               "predicted_pixels": [int(v) for v in pred_np], "kept_pixels": [int(v) for v in kept_np],
-               "kept_share": share, "kept_share_all": float(kept_np.sum() / max(pred_np.sum(), 1)),
-               "selector": selector.summary()}
-    log.info("pseudo labels (%s): %d images, %.1f%% of pixels kept -> %s", selector.name, count,
-             100 * summary["kept_share_all"], out_dir)
-    return summary
-
-
-def _write_png(path: Path, label: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8), mode="L").save(path, format="PNG")
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def quality_report(pairs: Iterable[tuple[Any, Any, Any]], num_classes: int = 19,
-                   ignore_index: int = IGNORE) -> dict[str, Any]:
-    """Per-class precision and coverage of pseudo labels, streamed over ``(pseudo, pred, gt)`` maps.
-
-    For class c, over pixels whose ground truth is not ``ignore_index``:
-
-    * precision_c = |pseudo = c and gt = c| / |pseudo = c|  (how often a kept label of c is right);
-    * coverage_c = |pseudo = c and pred = c and gt = c| / |pred = c and gt = c|  (the share of correctly
-      predicted pixels of c that were kept as c).
-
-    Undefined ratios are ``None`` (never NaN). ``precision``/``coverage`` are the pooled ratios over all
-    classes, ``mean_precision``/``mean_coverage`` the means over classes where they are defined.
-    """
-    c = int(num_classes)
-    kept = np.zeros(c, np.int64)
-    kept_right = np.zeros(c, np.int64)
-    correct = np.zeros(c, np.int64)
-    correct_kept = np.zeros(c, np.int64)
-    n = 0
-    for pseudo, pred, gt in pairs:
-        pseudo, pred, gt = (_to_numpy(a).reshape(-1).astype(np.int64) for a in (pseudo, pred, gt))
-        if not pseudo.shape == pred.shape == gt.shape:
-            raise UplrError(f"quality_report: map {n} has sizes pseudo {pseudo.size}, pred {pred.size}, "
-                            f"gt {gt.size}; they must match")
-        valid = gt != ignore_index
-        pseudo, pred, gt = pseudo[valid], pred[valid], gt[valid]
-        in_range = (pseudo >= 0) & (pseudo < c)
-        kept += np.bincount(pseudo[in_range], minlength=c)[:c]
-        right = in_range & (pseudo == gt)
-        kept_right += np.bincount(pseudo[right], minlength=c)[:c]
-        ok = (pred == gt) & (pred >= 0) & (pred < c)
-        correct += np.bincount(pred[ok], minlength=c)[:c]
-        correct_kept += np.bincount(pred[ok & (pseudo == pred)], minlength=c)[:c]
-        n += 1
-
-    def ratio(a: np.ndarray | int, b: np.ndarray | int) -> list[float | None] | float | None:
-        if np.ndim(a) == 0:
-            return float(a / b) if b > 0 else None
-        return [float(x / y) if y > 0 else None for x, y in zip(a, b, strict=True)]
-
-    precision = ratio(kept_right, kept)
-    coverage = ratio(correct_kept, correct)
-
-    def mean(vals: list[float | None]) -> float | None:
-        vals = [v for v in vals if v is not None]
-        return float(np.mean(vals)) if vals else None
-
-    per_class = [{"class": i, "kept": int(kept[i]), "kept_correct": int(kept_right[i]),
-                  "correct_pred": int(correct[i]), "correct_pred_kept": int(correct_kept[i]),
-                  "precision": precision[i], "coverage": coverage[i]} for i in range(c)]
-    return {"num_images": n, "num_classes": c, "per_class": per_class,
-            "precision": ratio(int(kept_right.sum()), int(kept.sum())),
-            "coverage": ratio(int(correct_kept.sum()), int(correct.sum())),
-            "mean_precision": mean(precision), "mean_coverage": mean(coverage)}
-
-
-def plot_quality(reports: Mapping[str, Mapping[str, Any]], class_names: Sequence[str], path: str | Path) -> None:
-    """Grouped bars per class, one colour per method: precision (top) and coverage (bottom); PNG, atomic.
-
-    Undefined values (``None``) draw no bar.
-    """
-    from matplotlib.figure import Figure
-
-    if not reports:
-        raise UplrError("plot_quality: no reports to plot")
-    names = list(class_names)
-    for method, rep in reports.items():
-        if len(rep["per_class"]) != len(names):
-            raise UplrError(f"plot_quality: report {method!r} has {len(rep['per_class'])} classes but "
-                            f"{len(names)} class names were given")
-    fig = Figure(figsize=(max(8.0, 0.6 * len(names) * max(1, len(reports)) / 2), 7.5), constrained_layout=True)
-    axes = fig.subplots(2, 1, sharex=True)
-    x = np.arange(len(names))
-    width = 0.8 / len(reports)
-    for ax, key, title in ((axes[0], "precision", "precision of kept pixels"),
-                           (axes[1], "coverage", "coverage of correctly predicted pixels")):
-        for i, (method, rep) in enumerate(reports.items()):
-            vals = [np.nan if e[key] is None else e[key] for e in rep["per_class"]]
-            ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=method)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(key)
-        ax.set_title(title)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(ncol=min(len(reports), 4), fontsize="small")
-    axes[1].set_xticks(x, names, rotation=45, ha="right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)

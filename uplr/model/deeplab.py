@@ -1,7 +1,7 @@
 """DeepLab-v2 segmentation network in the ADVENT/AdaptSegNet state_dict layout, plus a light trunk.
 
 The ResNet-101 variant reproduces the parameter names and shapes of ADVENT's ``get_deeplab_v2`` and
-AdaptSegNet's ``DeeplabMulti`` (see ``shared/fixtures/checkpoints/deeplabv2_r101_layout.json``), so the
+AdaptSegNet's ``DeeplabMulti`` (its state_dict layout: ``tests/fixtures/deeplabv2_r101_layout.json``), so the
 init weights and released checkpoints of those projects load into it. Architecture facts carried over:
 caffe-style bottlenecks (the stride sits in the first 1x1 conv), a ceil-mode max-pool, dilation 2 in
 layer3 and 4 in layer4 (output stride 8), and ASPP heads of four dilated 3x3 convs whose outputs are

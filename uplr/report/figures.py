@@ -1,4 +1,5 @@
-"""PNG figures for reports/: Figure 6 (IoU of infrequent classes over TGAA's stages) and Table 3 as bars.
+"""PNG figures for reports/: Figure 6 (IoU of infrequent classes over TGAA's stages), Table 3 as bars,
+pseudo-label quality per class.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, so no global backend state) and saved without
 the software/date metadata, so the same numbers give the same bytes.
@@ -7,8 +8,13 @@ the software/date metadata, so the same numbers give the same bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from uplr.errors import UplrError
 from uplr.io import atomic_path
 
 DPI = 100
@@ -84,3 +90,34 @@ def ablation_bars(target: Path, title: str, labels: list[str], ours: list[tuple[
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     _save(fig, target)
+
+
+def plot_quality(reports: Mapping[str, Mapping[str, Any]], class_names: Sequence[str], path: str | Path) -> None:
+    """Grouped bars per class, one colour per method: precision (top) and coverage (bottom); PNG, atomic.
+
+    Undefined values (``None``) draw no bar.
+    """
+    if not reports:
+        raise UplrError("plot_quality: no reports to plot")
+    names = list(class_names)
+    for method, rep in reports.items():
+        if len(rep["per_class"]) != len(names):
+            raise UplrError(f"plot_quality: report {method!r} has {len(rep['per_class'])} classes but "
+                            f"{len(names)} class names were given")
+    fig = _figure(max(8.0, 0.6 * len(names) * max(1, len(reports)) / 2), 7.5)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(names))
+    width = 0.8 / len(reports)
+    for ax, key, title in ((axes[0], "precision", "precision of kept pixels"),
+                           (axes[1], "coverage", "coverage of correctly predicted pixels")):
+        for i, (method, rep) in enumerate(reports.items()):
+            vals = [np.nan if e[key] is None else e[key] for e in rep["per_class"]]
+            ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=method)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(key)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncol=min(len(reports), 4), fontsize="small")
+    axes[1].set_xticks(x, names, rotation=45, ha="right")
+    _save(fig, Path(path))

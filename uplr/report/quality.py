@@ -1,7 +1,7 @@
 """Pseudo-label quality (UPST vs the baselines), from MLflow's ``pseudo_quality`` runs.
 
 A table of each method's mean per-class precision of the kept pixels and coverage (share of correctly
-predicted pixels kept), mean over seeds, and the per-class bar chart (uplr.method.pseudo.plot_quality).
+predicted pixels kept), mean over seeds, and the per-class bar chart (uplr.report.figures.plot_quality).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 from uplr.data.labels import CLASSES_19
-from uplr.report.render import Table
-from uplr.report.tables import Figure
+from uplr.report.figures import plot_quality
+from uplr.report.render import Figure, Table
 
 METHOD_LABELS = {"gmm": "GMM on entropy (UPLR)", "threshold": "fixed threshold", "bdl": "BDL (class median, ≤ 0.9)",
                  "cbst": "CBST (class portion)"}
@@ -22,8 +22,6 @@ def _mean(df: pd.DataFrame, method: str, metric: str, cls: str = "") -> tuple[fl
 
 
 def quality_outputs(df: pd.DataFrame) -> tuple[list[Table], list[Figure]]:
-    from uplr.method.pseudo import plot_quality
-
     tables, figs = [], []
     if df.empty:
         return tables, figs

@@ -1,7 +1,8 @@
 """The paper's numbers (uplr/report/paper_tables.yaml), loaded and validated.
 
-The file holds the rows of the paper's Tables 1-3 (its own and its peers'), the labels of our
-configurations and the choices behind the Cross-City table and Figure 6. Everything is checked on load:
+The file holds the rows of the paper's Tables 1-3 (its own and its peers') and the choices behind the
+Cross-City table and Figure 6; our rows (labels, components, Figure 6's S0) are the experiment grid's
+(uplr/experiments.py). Everything is checked on load:
 a misspelt class, benchmark, row or key is an :class:`~uplr.errors.UplrError` naming the file, the
 entry and the valid names, never a silently empty column.
 """
@@ -15,18 +16,14 @@ from typing import Any
 
 import yaml
 
+from uplr import experiments as X
 from uplr.data.labels import CLASSES_19, SUBSETS
 from uplr.errors import UplrError
 
 DEFAULT_PATH = Path(__file__).with_name("paper_tables.yaml")
 
-# benchmark name (params.yaml `benchmark`, MLflow tag uplr.benchmark) -> display title
-BENCHMARKS: dict[str, str] = {
-    "embedded": "embedded benchmark (synthetic)",
-    "gta5_cityscapes": "GTA5 → Cityscapes",
-    "synthia_cityscapes": "SYNTHIA → Cityscapes",
-    "cityscapes_nthu": "Cityscapes → NTHU Cross-City",
-}
+# benchmark name (params.yaml `benchmark`, MLflow tag uplr.benchmark) -> display title (the grid's)
+BENCHMARKS: dict[str, str] = {name: b.title for name, b in X.BENCHMARKS.items()}
 GROUPS = ("AA", "ST")
 STAGE_ROW = re.compile(r"^(?P<row>[a-z_]+)@S(?P<stage>[0-9]+)$")
 
@@ -187,21 +184,18 @@ def _comparison(c: _Checker, key: str, raw: Any, rows: dict[str, str]) -> Compar
 
 
 def _ablation(c: _Checker, raw: Any, rows: dict[str, str]) -> AblationSpec:
-    d = c.mapping(raw, "table3", ("benchmark", "title", "components", "entries"), ("also_for",))
-    components = tuple(c.text(x, f"table3.components[{i}]") for i, x in enumerate(d["components"] or []))
+    """Table 3: the paper's mIoU per row; components come from the grid (uplr/experiments.py)."""
+    d = c.mapping(raw, "table3", ("benchmark", "title", "entries"), ("also_for",))
     entries = []
     for i, e in enumerate(d["entries"] or []):
-        e = c.mapping(e, f"table3.entries[{i}]", ("row", "components", "miou"))
+        e = c.mapping(e, f"table3.entries[{i}]", ("row", "miou"))
         where = f"table3.entries[{i}] ({e['row']!r})"
-        entries.append(AblationEntry(
-            row=c.name(e["row"], f"{where}.row", tuple(rows), "row"),
-            components=c.names(e["components"], f"{where}.components", components, "component"),
-            miou=c.number(e["miou"], f"{where}.miou"),
-        ))
+        row = c.name(e["row"], f"{where}.row", tuple(rows), "row")
+        entries.append(AblationEntry(row=row, components=X.ROWS[row].components, miou=c.number(e["miou"], f"{where}.miou")))
     return AblationSpec(
         benchmark=c.name(d["benchmark"], "table3.benchmark", tuple(BENCHMARKS), "benchmark"),
         title=c.text(d["title"], "table3.title"),
-        components=components,
+        components=X.TABLE3_COMPONENTS,
         also_for=c.names(d.get("also_for") or [], "table3.also_for", tuple(BENCHMARKS), "benchmark"),
         entries=tuple(entries),
     )
@@ -220,13 +214,13 @@ def _cross_city(c: _Checker, raw: Any) -> CrossCitySpec:
 
 
 def _figure6(c: _Checker, raw: Any, rows: dict[str, str]) -> Figure6Spec:
-    d = c.mapping(raw, "figure6", ("stage0", "k"), ("classes",))
+    d = c.mapping(raw, "figure6", ("k",), ("classes",))
     k = d["k"]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(CLASSES_19):
         raise c.fail("figure6.k", f"expected a whole number of classes in 1..{len(CLASSES_19)}, got {k!r}")
     per_bench = c.mapping(d.get("classes") or {}, "figure6.classes", (), tuple(BENCHMARKS))
     return Figure6Spec(
-        stage0=c.name(d["stage0"], "figure6.stage0", tuple(rows), "row"),
+        stage0=X.FIGURE6_STAGE0,
         k=k,
         classes={b: c.names(v, f"figure6.classes.{b}", CLASSES_19, "class") for b, v in per_bench.items()},
     )
@@ -242,15 +236,9 @@ def load_reference(path: str | Path | None = None) -> Reference:
     except yaml.YAMLError as exc:
         raise UplrError(f"{path}: not valid YAML ({exc})") from exc
     c = _Checker(path)
-    top = c.mapping(raw, "top level", ("source", "rows", "table1", "table2", "table3", "cross_city", "figure6"))
+    top = c.mapping(raw, "top level", ("source", "table1", "table2", "table3", "cross_city", "figure6"))
     source = c.mapping(top["source"], "source", ("title", "authors", "venue", "transcribed_from"))
-    rows_raw = top["rows"]
-    if not isinstance(rows_raw, dict) or not rows_raw:
-        raise c.fail("rows", "expected a mapping row tag -> label")
-    for tag in rows_raw:
-        if not re.fullmatch(r"[a-z_]+", tag):
-            raise c.fail(f"rows.{tag}", "a row tag is lower-case letters and underscores (the MLflow tag uplr.row)")
-    rows = {tag: c.text(label, f"rows.{tag}") for tag, label in rows_raw.items()}
+    rows = {r.id: r.label for r in X.ROWS.values()}  # the grid's rows, in display order
     return Reference(
         path=path,
         source={k: c.text(v, f"source.{k}") for k, v in source.items()},

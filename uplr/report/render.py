@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -17,6 +19,14 @@ NOT_RUN = "not run"
 NA = "n/a"
 NOT_REPORTED = "-"
 CHECK = "✓"
+
+
+@dataclass
+class Figure:
+    """A PNG of a report: its file name and how to draw it."""
+
+    name: str
+    draw: Callable[[Path], None]
 
 
 def _missing(x: float | None) -> bool:

@@ -10,13 +10,15 @@ Tables: 1 (GTA5 → Cityscapes) and 2 (SYNTHIA → Cityscapes) with the peers' r
 ("Ours (AA)") and upst ("Ours (ST)") and the delta to the paper; 3 (the ablation) for GTA5 and the
 embedded benchmark; Cross-City (per-city mIoU over the 13 NTHU classes); the embedded benchmark's
 per-class table; Figure 6 (IoU of infrequent classes over TGAA's stages, rows ``tgaa@S<k>``).
+
+Longer than 400 lines because every table shares the cell and note conventions defined at its top; the
+Markdown/LaTeX/CSV writing itself is in render.py and the figures in figures.py.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from uplr.report.reference import (
     Reference,
     load_reference,
 )
-from uplr.report.render import CHECK, NOT_RUN, Table, fmt, fmt_delta, fmt_paper
+from uplr.report.render import CHECK, NOT_RUN, Figure, Table, fmt, fmt_delta, fmt_paper
 from uplr.report.runs import MIOU_COLUMNS, aggregate, class_pixel_fraction, evaluation_runs
 
 log = logging.getLogger(__name__)
@@ -51,12 +53,6 @@ CONVENTIONS = (
     "MLflow; `n/a` = class absent from ground truth and predictions (IoU undefined); `-` = not reported "
     "by the paper. When a configuration and seed was evaluated more than once, the newest run counts."
 )
-
-
-@dataclass
-class Figure:
-    name: str  # PNG file name
-    draw: Callable[[Path], None]
 
 
 class Results:
@@ -370,13 +366,28 @@ def build(runs: pd.DataFrame, ref: Reference,
     return tables, figs
 
 
-def index(tables: list[Table], figs: list[Figure], runs: pd.DataFrame, ref: Reference) -> str:
+def describe_store(uri: str, root: Path) -> str:
+    """The MLflow store as the reports name it: relative to the repository, credentials masked."""
+    import re
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            return f"the local store `{path.resolve().relative_to(root.resolve())}` (at the repository root)"
+        except ValueError:
+            return f"the local store `{path.name}` (outside this repository)"
+    return f"`{re.sub(r'://[^/@]*@', '://***@', uri)}`"
+
+
+def index(tables: list[Table], figs: list[Figure], runs: pd.DataFrame, ref: Reference, store: str = "") -> str:
     exps = sorted(set(runs["experiment"])) if not runs.empty else []
     lines = [
         "# UPLR reproduction: tables and figures",
         "",
         f"Built by `uplr tables` from {len(runs)} MLflow evaluation run(s)"
-        + (f" in experiment(s) {', '.join(f'`{e}`' for e in exps)}." if exps else " (none found: every row says `not run`)."),
+        + (f" in {store}" if store else "")
+        + (f", experiment(s) {', '.join(f'`{e}`' for e in exps)}." if exps else " (none found: every row says `not run`).")
+        + " Each table's CSV lists the run ids behind every number.",
         f"Paper numbers: {ref.citation()}, transcribed from {ref.source['transcribed_from']} into "
         "uplr/report/paper_tables.yaml.",
         "",
@@ -425,7 +436,11 @@ def run(out: Path, experiments: list[str] | None = None, reference: Path | None 
 
     q_tables, q_figs = quality_outputs(pseudo_quality_runs(experiments))
     tables, figs = tables + q_tables, figs + q_figs
-    written = write(Path(out), tables, figs, index(tables, figs, runs, ref))
+    from uplr.track.lineage import repo_root
+    from uplr.track.mlflow_run import tracking_uri
+
+    store = describe_store(tracking_uri(), repo_root())
+    written = write(Path(out), tables, figs, index(tables, figs, runs, ref, store))
     if echo:
         print("\n".join(t.markdown() for t in tables))  # the command's output, not a log message
     log.info("%d files written to %s from %d evaluation runs", len(written), out, len(runs))

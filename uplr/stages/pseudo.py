@@ -16,42 +16,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from uplr.config import Config
+from uplr.data import configured
 from uplr.data.labels import CLASSES_19
-from uplr.data.pseudo_labeled import pseudo_name
 from uplr.evaluate.inference import iter_probs, load_model
+from uplr.evaluate.pseudo_quality import quality_report
 from uplr.io import write_json
-from uplr.method.pseudo import PixelStats, build_selector, pseudo_label_pass, quality_report
+from uplr.method.pseudo import PixelStats
+from uplr.method.pseudo_pass import make_selector, selector_params, write_pseudo_labels
 from uplr.runtime import init_distributed
-from uplr.stages import common
 from uplr.track.mlflow_run import stage_run
 
 log = logging.getLogger(__name__)
-
-
-def selector_params(cfg: Config, method: str) -> dict[str, Any]:
-    u = cfg.upst
-    return {"gmm": {"bins": u.bins}, "threshold": {"threshold": u.threshold}, "bdl": {"cap": u.bdl_cap, "bins": u.bins},
-            "cbst": {"portion": u.cbst_portion, "bins": u.bins}}.get(method, {})
-
-
-def make_selector(cfg: Config, method: str | None = None):
-    method = method or cfg.upst.method
-    return build_selector(method, **selector_params(cfg, method))
-
-
-def write_pseudo_labels(cfg: Config, model: torch.nn.Module, device: torch.device, out: Path) -> dict[str, Any]:
-    """One pseudo-label round: the target train split through the configured selector into ``out``."""
-    ds = common.target_train(cfg)
-
-    def predict():
-        for _i, name, prob, _label in iter_probs(model, ds, device, cfg.evaluate.batch_size, cfg.train.amp,
-                                                 desc="pseudo labels"):
-            yield pseudo_name(name), prob
-
-    return pseudo_label_pass(predict, make_selector(cfg), out, save_confidence=cfg.upst.save_confidence)
 
 
 def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, summary: Path | None = None) -> None:
@@ -71,7 +47,7 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
 def run_quality(cfg: Config, model_path: Path, out: Path, seed: int, stage: str) -> dict[str, Any]:
     """Precision / coverage of each pseudo-label method on the target train split's ground truth."""
     dist = init_distributed(cfg.train.device)
-    ds = common.target_train(cfg)
+    ds = configured.target_train(cfg)
     if not ds.has_labels:
         log.warning("target train split has no labels: no pseudo-label quality report")
         write_json(out, {"skipped": "target train split has no ground truth"})

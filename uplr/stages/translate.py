@@ -16,31 +16,12 @@ import shutil
 from pathlib import Path
 
 from uplr.config import Config, flatten, to_dict
-from uplr.errors import UplrError
+from uplr.data import configured
+from uplr.data.configured import external_root, translated_root
 from uplr.io import atomic_dir, write_json
-from uplr.stages import common
 from uplr.track.mlflow_run import stage_run
 
 log = logging.getLogger(__name__)
-
-
-def translated_root(cfg: Config) -> Path:
-    """Where the training rows read the translated source set (the translate stage's output)."""
-    if cfg.translate.method not in ("fda", "external"):
-        raise UplrError(f"translate.method must be 'fda' or 'external', got {cfg.translate.method!r}")
-    return cfg.path(cfg.translate.out)
-
-
-def external_root(cfg: Config) -> Path:
-    if not cfg.translate.external_root:
-        raise UplrError("translate.method is 'external' but translate.external_root is empty; set it to the "
-                        "folder of the translated source set (same layout and file names as the source)")
-    return cfg.path(cfg.translate.external_root)
-
-
-def translated_source(cfg: Config):
-    """The translated source set, read with the source's loader and split list."""
-    return common.source_train(cfg, root=str(translated_root(cfg)))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -55,20 +36,20 @@ def run(cfg: Config, stage: str = "translate", manifest: Path | None = None) -> 
     from uplr.method.fda import translate_files
 
     t = cfg.translate
-    src = common.dataset(cfg, cfg.data.source, label_size="native")
-    inputs = common.data_inputs(cfg)
+    src = configured.dataset(cfg, cfg.data.source, label_size="native")
+    inputs = configured.data_inputs(cfg)
     tags = {"kind": "translate", "benchmark": cfg.benchmark, "method": t.method}
     with stage_run(cfg.tracking.experiment, stage, f"translate/{t.method}", inputs, tags,
                    flatten({"translate": to_dict(t)})) as mlrun:
         if t.method == "external":
-            ext = common.source_train(cfg, root=str(external_root(cfg)))  # validates every listed frame
+            ext = configured.source_train(cfg, root=str(external_root(cfg)))  # validates every listed frame
             with atomic_dir(translated_root(cfg)) as tmp:
                 for i in range(len(ext)):
                     for path in (ext.image_path(i), ext.label_path(i)):
                         _link_or_copy(path, tmp / path.relative_to(ext.root))
             info = {"method": "external", "root": str(external_root(cfg)), "n_images": len(ext)}
         else:
-            trg = common.dataset(cfg, cfg.data.target, label_size="native")
+            trg = configured.dataset(cfg, cfg.data.target, label_size="native")
             out = translated_root(cfg)
             with atomic_dir(out) as tmp:
                 outs, srcs = [], []

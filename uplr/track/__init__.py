@@ -1,0 +1,1 @@
+"""MLflow runs and their lineage tags."""

@@ -33,8 +33,14 @@ def tracking_uri(root: Path | None = None) -> str:
 
 
 def _default_artifact_location(uri: str, root: Path) -> str | None:
-    """Artifacts of the default local store go to ``<root>/mlartifacts`` (servers decide themselves)."""
-    if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+    """Artifacts of a local store go to ``mlartifacts/`` beside it (servers decide themselves).
+
+    Beside the store, not under the working directory: a stage run by ``dvc exp run --temp`` (the demo)
+    works in a temporary copy that is deleted afterwards, while the store is the repository's.
+    """
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    if uri.startswith("file:") or "://" not in uri:
         return (root / "mlartifacts").resolve().as_uri()
     return None
 

@@ -74,6 +74,28 @@ def load_model_state(path: Path) -> dict[str, torch.Tensor]:
     return state["model"] if "model" in state else state
 
 
-def save_model(path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """The stage's model output: weights plus a small JSON-able description (no optimizer state)."""
-    save(path, {"model": model_state, "meta": meta})
+def save_model(path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any],
+               discriminators: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
+    """The stage's model output: weights, the discriminators' weights (a row continued from this model
+    keeps them) and a small JSON-able description (no optimizer state)."""
+    save(path, {"model": model_state, "meta": meta, "discriminators": discriminators or {}})
+
+
+def _load(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UplrError(f"{path}: model file not found; run the stage that trains it (dvc repro) first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise UplrError(f"{path}: unreadable model file ({exc}); re-run the stage that writes it") from exc
+
+
+def load_discriminators(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The discriminators saved with a model (empty for a model trained without them)."""
+    return dict(_load(path).get("discriminators") or {})
+
+
+def load_meta(path: Path) -> dict[str, Any]:
+    """The description saved with a model (row, seed, step, chain_step, MLflow run id, ...)."""
+    return dict(_load(path).get("meta") or {})

@@ -45,8 +45,10 @@ class TrainJob:
     target: Dataset | None = None  # unlabelled target images for AA
     pseudo: Dataset | None = None  # target images with pseudo labels for self-training
     adversarial: bool = False
-    init_model: Path | None = None  # start from this model (e.g. self-training starts from TGAA)
+    init_model: Path | None = None  # start from this model (and its discriminators, if it has them)
     fingerprint_extra: dict[str, Any] = field(default_factory=dict)
+    step_offset: int = 0  # steps the chain trained before this job (a row continued from its parent's model)
+    continue_schedule: bool = False  # the lr schedule goes on from step_offset instead of restarting
 
 
 def _fingerprint(cfg: Config, job: TrainJob) -> str:
@@ -126,8 +128,12 @@ class Trainer:
         t = cfg.train
         self.opt = torch.optim.SGD(self.model.param_groups(t.lr, t.head_lr_mult), lr=t.lr, momentum=t.momentum,
                                    weight_decay=t.weight_decay)
-        horizon = t.schedule_iterations or job.iterations
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: poly_factor(s, horizon, t.poly_power))
+        # poly schedule over the row's own steps, or (a continued row) over the chain's: it goes on from the
+        # parent's last step, to train.schedule_iterations or, when that is 0, to the end of this row
+        offset = job.step_offset if job.continue_schedule else 0
+        horizon = t.schedule_iterations or (offset + job.iterations)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: poly_factor(s + offset, horizon,
+                                                                                       t.poly_power))
         self.discs: dict[str, torch.nn.Module] = {}
         self.d_opts: dict[str, torch.optim.Optimizer] = {}
         if job.adversarial:
@@ -139,8 +145,12 @@ class Trainer:
                 d = build_discriminator(m.num_classes, ndf=cfg.adversarial.ndf).to(self.device)
                 self.discs[lv] = d
                 self.d_opts[lv] = torch.optim.Adam(d.parameters(), lr=a.d_lr, betas=tuple(a.d_betas))
+            if job.init_model is not None:  # a continued row keeps its parent's discriminators
+                for lv, state in ckpt.load_discriminators(job.init_model).items():
+                    if lv in self.discs:
+                        self.discs[lv].load_state_dict(state)
             self.d_scheds = {
-                lv: torch.optim.lr_scheduler.LambdaLR(o, lambda s: poly_factor(s, horizon, t.poly_power))
+                lv: torch.optim.lr_scheduler.LambdaLR(o, lambda s: poly_factor(s + offset, horizon, t.poly_power))
                 for lv, o in self.d_opts.items()
             }
         self.fingerprint = _fingerprint(cfg, job)
@@ -300,7 +310,9 @@ class Trainer:
     def write_outputs(self, model_path: Path, curve_path: Path | None, meta: dict[str, Any]) -> None:
         if self.dist.rank != 0:
             return
-        ckpt.save_model(model_path, self.model.state_dict(), {**meta, "step": self.step})
+        ckpt.save_model(model_path, self.model.state_dict(),
+                        {**meta, "step": self.step, "chain_step": self.job.step_offset + self.step},
+                        {k: getattr(d, "module", d).state_dict() for k, d in self.discs.items()})
         if curve_path is not None:
             keys = sorted({k for row in self.curve for k in row} - {"step"})
             with atomic_path(curve_path) as tmp, tmp.open("w", newline="") as fh:
