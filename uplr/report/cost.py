@@ -7,7 +7,8 @@ Inputs:
   :mod:`uplr.train.cost`), and the forward FLOPs of one target image (inference passes);
 * the schedule: the training stages of ``pipelines/<benchmark>/dvc.yaml`` (one per seed, per city for
   Cross-City's matrix stages) and their iterations from its params.yaml (``train.iterations``;
-  ``upst.iterations`` x ``upst.rounds`` for UPST); the inference passes (evaluations, TGAA's per-stage
+  ``tgaa.iterations`` for TGAA continuing the +SR model; ``upst.iterations`` x ``upst.rounds`` for UPST);
+  the inference passes (evaluations, TGAA's per-stage
   ranking and evaluation, pseudo labels) over the packaged official lists' image counts;
 * an assumed device: one H100 at :data:`H100_BF16_DENSE` FLOP/s (bf16 dense tensor-core peak, NVIDIA's
   datasheet figure for the SXM part) at a stated utilisation (:data:`UTILISATIONS`).
@@ -95,6 +96,15 @@ def stage_runs(dvc_yaml: Path, variables: dict[str, Any]) -> dict[str, int]:
     return runs
 
 
+def row_iterations(p: dict[str, Any], row: str) -> int:
+    """Iterations one run of ``row``'s training stage adds (Table 3's chain: TGAA and UPST continue)."""
+    if row == "upst":
+        return int(p["upst"]["iterations"]) * int(p["upst"].get("rounds", 1))
+    if row == "tgaa" and p.get("tgaa", {}).get("init", "sr") == "sr":
+        return int(p["tgaa"]["iterations"])  # steps added to the +SR model
+    return int(p["train"]["iterations"])
+
+
 def _list_len(dataset: str, split: str, city: str = "") -> int | None:
     """Lines of a packaged official list (None if it is not packaged)."""
     from uplr.data.datasets import LISTS_DIR
@@ -125,7 +135,7 @@ def schedule(repo: Path, benchmark: str, measured: dict[str, Any]) -> tuple[list
         if row not in costs:
             raise UplrError(f"{measured['_path']}: no measured cost for row {row!r}; rerun "
                             f"make reproduce BENCHMARK={benchmark} SMOKE=1")
-        iters = p["upst"]["iterations"] * p["upst"].get("rounds", 1) if row == "upst" else p["train"]["iterations"]
+        iters = row_iterations(p, row)
         items.append(Item(name, n, int(iters), float(costs[row]["flops_per_iteration"]), "train"))
     # inference passes over the full splits (forward only, target size)
     tgt = p["data"]["target"]

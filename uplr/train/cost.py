@@ -76,7 +76,8 @@ def row_shape(cfg: Config, row: str) -> dict[str, Any]:
 
     Sizes are (height, width). source_only/aa/it/sr/tgaa/upst read the source at ``data.source.size``;
     the oracle reads the target at ``data.target.size``; aa/it/sr/tgaa add an unlabelled target image
-    and the discriminators; upst adds a pseudo-labelled target image (no discriminator).
+    and the discriminators; upst keeps them (it continues the +TGAA model with its adversarial term) and
+    adds a pseudo-labelled target image.
     """
     src = tuple(reversed(cfg.data.source.size))
     tgt = tuple(reversed(cfg.data.target.size))
@@ -87,7 +88,7 @@ def row_shape(cfg: Config, row: str) -> dict[str, Any]:
     if row in ("aa", "it", "sr", "tgaa"):
         return {"labeled": src, "target": tgt, "pseudo": None, "adversarial": True}
     if row == "upst":
-        return {"labeled": src, "target": None, "pseudo": tgt, "adversarial": False}
+        return {"labeled": src, "target": tgt, "pseudo": tgt, "adversarial": True}
     raise ValueError(f"unknown row {row!r}")
 
 
