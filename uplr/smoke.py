@@ -22,6 +22,9 @@ the same shapes share one measurement. The summary (per-stage table, costs, envi
 JSON (``--out``, default ``pipelines/<benchmark>/smoke.json``); ``uplr cost`` reads it.
 
 Run: ``python -m uplr.smoke gta5_cityscapes [--images 3 --val-images 2 --iterations 2 --scale 1.0]``.
+
+Longer than 400 lines because it is one procedure (prepare the copy, run and measure each stage, the
+cost-only mode, the table and the command line) that nothing else reuses piecemeal.
 """
 
 from __future__ import annotations
