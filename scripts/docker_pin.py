@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Re-pin docker/Dockerfile's base image: resolve the tag's current digest and rewrite the FROM line.
+"""Re-pin docker/Dockerfile's base image: resolve the tag's current digest and rewrite the FROM line
+(or, for ``FROM ${BASE_IMAGE}``, the default of ``ARG BASE_IMAGE=...``).
 
 ``make docker-pin``. Asks the image's registry (Docker Hub for ``python:3.11-slim-bookworm``) over its
 HTTP API with an anonymous pull token, the same exchange ``docker pull`` does, so no Docker engine is
@@ -34,6 +35,7 @@ ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
 FROM_RE = re.compile(r"^(FROM\s+)(?:--platform=\S+\s+)?(\S+)", re.MULTILINE | re.IGNORECASE)
+ARG_REF_RE = re.compile(r"^\$\{?(\w+)\}?$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 SOURCE_PREFIX = "# digest-source:"
 
@@ -124,8 +126,11 @@ def rewrite(text: str, old_ref: str, new_digest: str, source: str) -> str:
     ref = ImageRef.parse(old_ref)
     if ref.digest:
         text = text.replace(ref.digest, new_digest)
-    else:
+    elif f"FROM {old_ref}" in text:
         text = text.replace(f"FROM {old_ref}", f"FROM {old_ref}@{new_digest}", 1)
+    else:  # the default of the ARG that FROM names
+        text = re.sub(rf"^(ARG\s+\w+=){re.escape(old_ref)}\s*$", rf"\g<1>{old_ref}@{new_digest}", text, count=1,
+                      flags=re.MULTILINE)
     line = f"{SOURCE_PREFIX} {source}"
     if SOURCE_PREFIX in text:
         text = re.sub(rf"^{re.escape(SOURCE_PREFIX)}.*$", line, text, count=1, flags=re.MULTILINE)
@@ -153,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"docker_pin: error: {args.dockerfile} has no FROM line", file=sys.stderr)
         return 1
     old_ref = m.group(2)
+    arg = ARG_REF_RE.match(old_ref)
+    if arg:  # FROM ${BASE_IMAGE}: the image is the ARG's default
+        default = re.search(rf"^ARG\s+{arg.group(1)}=(\S+)\s*$", text[: m.start()], re.MULTILINE)
+        if default is None:
+            print(f"docker_pin: error: {args.dockerfile}: FROM {old_ref} but no `ARG {arg.group(1)}=<image>` "
+                  "default before it", file=sys.stderr)
+            return 1
+        old_ref = default.group(1).strip("\"'")
     ref = ImageRef.parse(old_ref)
     if ref.digest and not DIGEST_RE.match(ref.digest):
         print(f"docker_pin: error: {args.dockerfile}: FROM {old_ref}: digest is not sha256:<64 hex>",

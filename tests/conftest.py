@@ -56,7 +56,7 @@ data:
   source: {dataset: gta5, root: data/src, split: data/src/all.txt, size: [64, 32]}
   target: {dataset: cityscapes, root: data/tgt, split: data/tgt/train.txt, val_split: data/tgt/val.txt, size: [64, 32]}
 model: {trunk: resnet18}
-train: {iterations: 6, batch_size: 2, lr: 0.01, checkpoint_every: 3, log_every: 2}
+train: {iterations: 6, batch_size: 2, lr: 0.01, checkpoint_every: 3, log_every: 2, threads: 1}
 evaluate: {batch_size: 2}
 tracking: {experiment: uplr-test}
 """

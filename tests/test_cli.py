@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,6 +25,7 @@ def test_help_lists_subcommands_and_each_has_help():
         assert uplr(*cmd.split(), "--help").returncode == 0
 
 
+@pytest.mark.slow
 def test_data_check_reports_problems_with_exit_status(tmp_path):
     from fakes import make_fake_cityscapes
 
@@ -38,6 +40,7 @@ def test_data_check_reports_problems_with_exit_status(tmp_path):
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_bad_params_fail_before_anything_runs(tmp_path):
     (tmp_path / "params.yaml").write_text("benchmark: gta5_to_mars\n")
     r = uplr("train", "--row", "source_only", "--out", str(tmp_path / "o"), cwd=tmp_path)

@@ -133,3 +133,12 @@ def test_missing_root_and_unknown_dataset_raise(tmp_path):
         check_dataset("cityscapes", tmp_path / "absent", "val")
     with pytest.raises(UplrError, match="valid datasets"):
         check_dataset("kitti", tmp_path, "val")
+
+
+def test_exit_status_tells_complete_skipped_and_broken_apart(tmp_path):
+    lst = make_fake_gta5(tmp_path, n=3)
+    assert check_dataset("gta5", tmp_path, str(lst)).exit_status == 0
+    (tmp_path / "images/00002.png").unlink()
+    report = check_dataset("gta5", tmp_path, str(lst))
+    assert report.ok and report.exit_status == 3 and "OK with 1 of 3 frames skipped" in report.format()
+    assert check_dataset("gta5", tmp_path, str(lst), strict=True).exit_status == 1

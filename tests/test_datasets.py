@@ -175,6 +175,7 @@ def test_gta5_license_plate_index_34_is_ignore(tmp_path):
     assert (GTA5(tmp_path, split=str(tmp_path / "all.txt")).read_label(0) == 255).all()
 
 
+@pytest.mark.slow
 def test_gta5_packaged_list_skips_absent_frames(tmp_path, caplog):
     make_fake_gta5(tmp_path, n=3)
     with caplog.at_level(logging.WARNING):
@@ -282,6 +283,7 @@ def test_build_dataset_names_and_loader(tmp_path):
         build_dataset("mapillary", tmp_path, "all")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "split", "count", "first_image"),
     [
@@ -449,3 +451,18 @@ def test_fakes_are_deterministic(tmp_path):
     a, b, c = (np.asarray(Image.open(tmp_path / x / "labels/00002.png")) for x in "abc")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     shutil.rmtree(tmp_path / "c")
+
+
+def test_data_file_error_survives_a_dataloader_worker():
+    """torch re-builds a worker's exception from one string: the original message is kept, one line."""
+    from uplr.data.files import DataFileError
+    from uplr.errors import unwrap_worker_message
+
+    wrapped = ("Caught DataFileError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\n    raise DataFileError(...)\n'
+               "uplr.data.files.DataFileError: image file a/b.png is unreadable; re-download it\n")
+    e = DataFileError(wrapped)
+    assert str(e) == "image file a/b.png is unreadable; re-download it (in DataLoader worker process 1)"
+    assert e.kind == "unknown" and e.path is None
+    assert DataFileError("missing_image", None, "plain").kind == "missing_image"
+    assert unwrap_worker_message("not wrapped", "UplrError") == "not wrapped"

@@ -205,23 +205,40 @@ def test_runner_dry_run_prints_a_docker_command(repo):
 
 FAKE_DOCKER = r"""#!/usr/bin/env python3
 import json, os, sys, time
+engine = os.path.basename(sys.argv[0])
 log = os.environ["FAKE_DOCKER_LOG"]
 with open(log, "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\n")
+    f.write(json.dumps([engine] + sys.argv[1:]) + "\n")
 mode = os.environ.get("FAKE_DOCKER_MODE", "ok")
+labels = {"org.uplr.requirements-lock.sha256": os.environ["FAKE_LOCK"],
+          "org.opencontainers.image.base.name": "localhost/uplr-base:bookworm",
+          "org.opencontainers.image.base.digest": "sha256:" + "ba" * 32}
 if sys.argv[1] == "info":
     if mode == "down":
         sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n")
         sys.exit(1)
     if mode == "hang":
         time.sleep(30)
-    print("28.2.2")
+    if mode == "silent":
+        sys.exit(0)
+    # Docker answers {{.ServerVersion}}; Podman has no such field and fails on it, as the real one does
+    if engine == "podman" and "ServerVersion" in sys.argv[3]:
+        sys.stderr.write("Error: template: info:1:2: executing \"info\" at <.ServerVersion>: can't evaluate\n")
+        sys.exit(125)
+    print("4.3.1" if engine == "podman" else "28.2.2")
 elif sys.argv[1:3] == ["image", "inspect"]:
     if mode == "noimage":
         sys.stderr.write("Error: No such image\n")
         sys.exit(1)
-    print(json.dumps({"Id": "sha256:" + "cd" * 32,
-                      "Config": {"Labels": {"org.uplr.requirements-lock.sha256": os.environ["FAKE_LOCK"]}}}))
+    if engine == "podman":  # a list, and a bare hex id
+        record = {"Id": "cd" * 32, "Config": {"Labels": labels}}
+    else:
+        record = {"Id": "sha256:" + "cd" * 32, "Config": {"Labels": labels}}
+    replies = {"ok": record if engine == "docker" else [record], "garbage": "not json {",
+               "empty": [], "two": [record, record], "noid": {"Config": {}}, "labels": {"Id": "x", "Config": {"Labels": [1]}},
+               "scalar": 42}
+    reply = replies.get(mode, replies["ok"])
+    print(reply if isinstance(reply, str) else json.dumps(reply))
 elif sys.argv[1] == "run":
     with open(log + ".env", "w") as f:
         json.dump({k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "AWS_SECRET_ACCESS_KEY")}, f)
@@ -233,16 +250,17 @@ elif sys.argv[1] == "run":
 def fake_docker(tmp_path, repo, stage_env, monkeypatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    exe = bin_dir / "docker"
-    exe.write_text(FAKE_DOCKER.replace("/usr/bin/env python3", sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    for name in ("docker", "podman"):
+        exe = bin_dir / name
+        exe.write_text(FAKE_DOCKER.replace("/usr/bin/env python3", sys.executable))
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     log = tmp_path / "docker.log"
     for k in list(os.environ):
         if k.startswith(("UPLR_", "MLFLOW_", "AWS_", "DVC_")):
             monkeypatch.delenv(k)
     for k, v in stage_env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", str(bin_dir))  # only the fakes: the host's real engines stay out
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
     monkeypatch.setenv("FAKE_LOCK", hashlib.sha256((repo / "requirements.lock").read_bytes()).hexdigest())
     monkeypatch.chdir(repo)
@@ -256,11 +274,13 @@ def _calls(log: Path) -> list[list[str]]:
 def test_run_executes_docker_and_returns_its_status(fake_docker, repo, stage_env):
     assert docker_runner.run(ARGV) == 7
     calls = _calls(fake_docker)
-    assert calls[0][0] == "info" and calls[1][:2] == ["image", "inspect"]
+    assert calls[0][:2] == ["docker", "info"] and calls[1][:3] == ["docker", "image", "inspect"]
     run_cmd = calls[-1]
-    expected = docker_command(ARGV, dict(os.environ), repo, image_id="sha256:" + "cd" * 32)
-    assert ["docker", *run_cmd] == expected
+    base = "localhost/uplr-base:bookworm@sha256:" + "ba" * 32
+    expected = docker_command(ARGV, dict(os.environ), repo, image_id="sha256:" + "cd" * 32, image_base=base)
+    assert run_cmd == expected
     assert ("-e", "UPLR_IMAGE_ID=sha256:" + "cd" * 32) in _pairs(expected)
+    assert ("-e", f"UPLR_IMAGE_BASE={base}") in _pairs(expected)
     # the secret values reach docker through its environment, not its arguments
     seen = json.loads(Path(str(fake_docker) + ".env").read_text())
     assert seen["AWS_SECRET_ACCESS_KEY"] == SECRET_KEY and SECRET_PW in seen["MLFLOW_TRACKING_URI"]
@@ -298,8 +318,135 @@ def test_run_without_docker_cli(fake_docker, monkeypatch, tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(UplrError, match="not on PATH.*unset UPLR_RUNNER"):
+    with pytest.raises(UplrError, match="neither docker nor podman is on PATH.*unset UPLR_RUNNER"):
         docker_runner.run(ARGV)
+    monkeypatch.setenv("UPLR_ENGINE", "podman")
+    with pytest.raises(UplrError, match="UPLR_ENGINE=podman but the podman command is not on PATH"):
+        docker_runner.run(ARGV)
+
+
+# --- Podman, the engine choice, and replies the runner does not expect -------------------------------
+
+def _only(fake_dir: Path, name: str) -> None:
+    """Keep only the fake `name` in the fakes' folder (the other engine is 'not installed')."""
+    for other in ("docker", "podman"):
+        if other != name:
+            (fake_dir / other).unlink()
+
+
+def test_engine_choice(fake_docker, monkeypatch):
+    fakes = fake_docker.parent / "bin"
+    env = dict(os.environ)
+    assert docker_runner.select_engine(env) == "docker"  # both installed: Docker first
+    assert docker_runner.select_engine({**env, "UPLR_ENGINE": "Podman"}) == "podman"
+    with pytest.raises(UplrError, match="UPLR_ENGINE must be 'docker' or 'podman', got 'lxc'"):
+        docker_runner.select_engine({**env, "UPLR_ENGINE": "lxc"})
+    _only(fakes, "podman")
+    assert docker_runner.select_engine(env) == "podman"  # only Podman installed: Podman
+    with pytest.raises(UplrError, match="UPLR_ENGINE=docker but the docker command is not on PATH"):
+        docker_runner.select_engine({**env, "UPLR_ENGINE": "docker"})
+    # a dry run names an engine even when none is installed
+    assert docker_runner.select_engine({"PATH": str(fakes.parent)}, required=False) == "docker"
+
+
+def test_run_with_podman(fake_docker, repo, monkeypatch):
+    monkeypatch.setenv("UPLR_ENGINE", "podman")
+    assert docker_runner.run(ARGV) == 7
+    calls = _calls(fake_docker)
+    assert [c[0] for c in calls] == ["podman"] * 3  # info, inspect, run: docker is never asked
+    assert calls[0][:2] == ["podman", "info"] and "ServerVersion" not in " ".join(calls[0])
+    run_cmd = calls[-1]
+    assert run_cmd[:2] == ["podman", "run"]
+    pairs = _pairs(run_cmd)
+    # Podman's bare hex id is recorded with the sha256: prefix, as Docker writes it
+    assert ("-e", "UPLR_IMAGE_ID=sha256:" + "cd" * 32) in pairs
+    assert ("-e", "UPLR_IMAGE_BASE=localhost/uplr-base:bookworm@sha256:" + "ba" * 32) in pairs
+    # GPUs through CDI, never Docker's --gpus
+    assert ("--device", "nvidia.com/gpu=all") in pairs and "--gpus" not in run_cmd
+    assert "UPLR_ENGINE" not in _passed_names(run_cmd)
+    assert run_cmd[-len(ARGV):] == ARGV
+
+
+def test_podman_gpu_flags(repo, stage_env):
+    def gpu_opts(value):
+        stage_env["UPLR_DOCKER_GPUS"] = value
+        cmd = docker_command(ARGV, stage_env, repo, engine="podman")
+        return [b for a, b in zip(cmd, cmd[1:], strict=False) if a == "--device"], "--gpus" in cmd
+
+    assert gpu_opts("all") == (["nvidia.com/gpu=all"], False)
+    assert gpu_opts("device=0,2") == (["nvidia.com/gpu=0", "nvidia.com/gpu=2"], False)
+    assert gpu_opts('"device=1"') == (["nvidia.com/gpu=1"], False)
+    assert gpu_opts("none") == ([], False)
+    with pytest.raises(UplrError, match="UPLR_DOCKER_GPUS='2'.*GPU count is Docker-only"):
+        gpu_opts("2")
+    stage_env["UPLR_DOCKER_GPUS"] = "2"
+    assert ("--gpus", "2") in _pairs(docker_command(ARGV, stage_env, repo, engine="docker"))
+
+
+def test_rootless_podman_keeps_the_user_id(repo, stage_env, monkeypatch):
+    monkeypatch.setattr(docker_runner.os, "getuid", lambda: 1234)
+    monkeypatch.setattr(docker_runner.os, "getgid", lambda: 1234)
+    cmd = docker_command(ARGV, stage_env, repo, engine="podman")
+    assert "--userns=keep-id" in cmd and ("--user", "1234:1234") in _pairs(cmd)
+    assert "--userns=keep-id" not in docker_command(ARGV, stage_env, repo, engine="docker")
+    monkeypatch.setattr(docker_runner.os, "getuid", lambda: 0)
+    monkeypatch.setattr(docker_runner.os, "getgid", lambda: 0)
+    assert "--userns=keep-id" not in docker_command(ARGV, stage_env, repo, engine="podman")
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+@pytest.mark.parametrize(("mode", "message"), [
+    ("garbage", r"image inspect uplr:test` did not answer JSON \('not json \{'\)"),
+    ("empty", "answered list without an image Id"),
+    ("two", "answered list without an image Id.*names exactly one image"),
+    ("noid", "answered dict without an image Id"),
+    ("scalar", "answered int without an image Id"),
+    ("labels", "Config.Labels is list, not a mapping"),
+])
+def test_unexpected_inspect_replies_are_one_error_line(fake_docker, monkeypatch, engine, mode, message):
+    monkeypatch.setenv("UPLR_ENGINE", engine)
+    monkeypatch.setenv("FAKE_DOCKER_MODE", mode)
+    with pytest.raises(UplrError, match=message) as err:
+        docker_runner.run(ARGV)
+    assert "\n" not in str(err.value)
+    assert not any(c[1] == "run" for c in _calls(fake_docker))  # nothing was started
+
+
+def test_engine_that_answers_nothing(fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_MODE", "silent")
+    with pytest.raises(UplrError, match="`docker info` answered nothing"):
+        docker_runner.run(ARGV)
+
+
+def test_docker_down_suggests_podman_when_installed(fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_MODE", "down")
+    with pytest.raises(UplrError, match="or set UPLR_ENGINE=podman"):
+        docker_runner.run(ARGV)
+
+
+def test_podman_missing_image_names_the_podman_build(fake_docker, monkeypatch):
+    monkeypatch.setenv("UPLR_ENGINE", "podman")
+    monkeypatch.setenv("FAKE_DOCKER_MODE", "noimage")
+    with pytest.raises(UplrError, match=r"not on this machine \(Error: No such image\).*DOCKER=podman"):
+        docker_runner.run(ARGV)
+
+
+def test_engine_that_cannot_be_executed(fake_docker, monkeypatch):
+    fake = fake_docker.parent / "bin" / "docker"
+    fake.write_text("not a script")  # executable bit set, but exec fails (ENOEXEC)
+    with pytest.raises(UplrError, match="cannot run `docker`"):
+        docker_runner.run(ARGV)
+
+
+def test_runner_cli_prints_one_line_for_a_podman_list_reply(fake_docker, monkeypatch):
+    """The crash of issue 10 (`'list' object has no attribute 'get'`): now one line, exit 2."""
+    monkeypatch.setenv("UPLR_ENGINE", "podman")
+    monkeypatch.setenv("FAKE_DOCKER_MODE", "two")
+    res = subprocess.run([sys.executable, "-m", "uplr.runner", "--", "uplr", "--help"],
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("uplr.runner: error: `podman image inspect uplr:test` answered list")
 
 
 # --- docker/Dockerfile, .dockerignore, hadolint, make docker-build -----------------------------------
@@ -320,33 +467,55 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _arg_defaults(ins: list[tuple[str, str]]) -> dict[str, str]:
+    out = {}
+    for i, a in ins:
+        if i == "ARG" and "=" in a:
+            k, v = a.split("=", 1)
+            out.setdefault(k, v.strip('"'))
+    return out
+
+
 def test_dockerfile_pins_base_and_installs_from_the_lock():
     ins = _instructions(DOCKERFILE.read_text())
     froms = [a for i, a in ins if i == "FROM"]
-    assert len(froms) == 1 and re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", froms[0])
+    # one stage, FROM the BASE_IMAGE build argument whose default is the pinned python image
+    assert froms == ["${BASE_IMAGE}"]
+    default = _arg_defaults(ins)["BASE_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", default)
+    assert ins.index(("FROM", "${BASE_IMAGE}")) > ins.index(("ARG", f"BASE_IMAGE={default}"))
     runs = [a for i, a in ins if i == "RUN"]
     lock_install = [r for r in runs if "-r requirements.lock" in r]
     assert len(lock_install) == 1
-    # the same flags as the venv (Makefile: `pip install --require-hashes --no-deps -r requirements.lock`)
-    for flag in ("--require-hashes", "--no-deps", "--no-cache-dir"):
-        assert flag in lock_install[0]
+    # the same flags as the venv (Makefile: `pip install --require-hashes --no-deps -r requirements.lock`),
+    # from the wheelhouse bind mount only: no index, nothing cached in a layer
+    for flag in ("--require-hashes", "--no-deps", "--no-cache-dir", "--no-index", "--find-links /wheelhouse"):
+        assert flag in lock_install[0], flag
+    assert lock_install[0].startswith("--mount=type=bind,source=build/wheelhouse,target=/wheelhouse ")
+    # the image is the runtime set only (the dev lock may be named in comments, never used)
+    assert not any("requirements-dev" in a for i, a in ins if i != "LABEL")
     makefile = (REPO / "Makefile").read_text()
     assert "--require-hashes --no-deps -r requirements.lock" in makefile
-    assert all("--no-cache-dir" in r for r in runs if "pip install" in r)
+    assert all("--no-cache-dir" in r and "--no-index" in r for r in runs if "pip install" in r)
     # the lock label is checked against the file during the build
     assert any("sha256sum --check" in r and "LOCK_SHA256" in r for r in runs)
     labels = " ".join(a for i, a in ins if i == "LABEL")
     assert 'org.uplr.requirements-lock.sha256="${LOCK_SHA256}"' in labels
-    assert froms[0].split("@")[1] in labels  # base.digest label agrees with FROM
+    # the base is recorded: the ARG is redeclared after FROM (else it is empty there) and labelled
+    after_from = ins[ins.index(("FROM", "${BASE_IMAGE}")) + 1:]
+    assert ("ARG", "BASE_IMAGE") in after_from
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
+    assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in labels
+    # what changes with every commit comes after the lock's layer, so a rebuild reuses it (minutes)
+    lock_step = next(n for n, (i, a) in enumerate(ins) if i == "RUN" and "-r requirements.lock" in a)
+    for arg in ("REVISION", "VERSION", "BASE_DIGEST"):
+        assert min(n for n, (i, a) in enumerate(ins) if i == "ARG" and a.startswith(arg)) > lock_step, arg
+    assert all(n > lock_step for n, (i, _) in enumerate(ins) if i == "LABEL")
 
 
 def test_dockerfile_user_is_not_root():
     ins = _instructions(DOCKERFILE.read_text())
-    args = {}
-    for i, a in ins:
-        if i == "ARG" and "=" in a:
-            k, v = a.split("=", 1)
-            args[k] = v.strip('"')
+    args = _arg_defaults(ins)
     user = [a for i, a in ins if i == "USER"][-1]
     resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], user)
     uid = resolved.split(":")[0]
@@ -371,8 +540,12 @@ def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_lets_in_what_copy_needs():
     patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
                 if ln.strip() and not ln.startswith("#")]
-    copies = [a.split()[:-1] for i, a in _instructions(DOCKERFILE.read_text()) if i == "COPY"]
+    ins = _instructions(DOCKERFILE.read_text())
+    copies = [a.split()[:-1] for i, a in ins if i == "COPY"]
     sources = [s for c in copies for s in c if not s.startswith("--")]
+    # bind mounts from the build context go through .dockerignore too
+    sources += re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(a for i, a in ins if i == "RUN"))
+    assert "build/wheelhouse" in sources
     assert sources and all(_dockerignore_allows(s.rstrip("/"), patterns) for s in sources)
     for kept_out in (".venv", "data", "mlflow.db", ".dvc/cache", ".git", "runs"):
         assert not _dockerignore_allows(kept_out, patterns), kept_out
@@ -394,22 +567,66 @@ def test_hadolint_clean(tmp_path):
     assert res.returncode != 0 and "DL3008" in res.stdout and "DL3002" in res.stdout
 
 
+def _make_docker_build(tmp_path, *extra: str) -> list[str]:
+    """The arguments `make docker-build` gives the engine (a fake that records them); the wheelhouse
+    download is skipped (make -o)."""
+    log = tmp_path / "build.log"
+    fake_dir = tmp_path / "fake"
+    fake_dir.mkdir(exist_ok=True)
+    for name in ("docker", "podman"):
+        fake = fake_dir / name
+        # `image inspect --format {{.Id}}` (the base's id) answers a bare hex id, as Podman does
+        fake.write_text(f"#!/bin/sh\nif [ \"$1\" = image ]; then echo {'ab' * 32}; exit 0; fi\n"
+                        f"printf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n")
+        fake.chmod(0o755)
+    res = subprocess.run(["make", "--no-print-directory", "-f", "mk/docker.mk", "-o", "build/wheelhouse/.lock-sha256",
+                          "docker-build", *extra], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": f"{fake_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    return log.read_text().splitlines()
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_docker_build_passes_image_and_lock_hash(tmp_path):
-    log = tmp_path / "build.log"
-    fake = tmp_path / "docker"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n")
-    fake.chmod(0o755)
-    res = subprocess.run(["make", "--no-print-directory", "-f", "mk/docker.mk", "docker-build", f"DOCKER={fake}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    args = log.read_text().splitlines()
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'docker'}")
     pairs = _pairs(args)
     assert args[0] == "build" and args[-1] == "."
     assert ("-f", "docker/Dockerfile") in pairs
     assert ("-t", (REPO / "docker" / "IMAGE").read_text().strip()) in pairs
     lock = hashlib.sha256((REPO / "requirements.lock").read_bytes()).hexdigest()
     assert ("--build-arg", f"LOCK_SHA256={lock}") in pairs
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    if head:  # the commit as a --label too: a cached LABEL step would keep the previous one
+        assert ("--label", f"org.opencontainers.image.revision={head}") in pairs
+    # no BASE_IMAGE: the Dockerfile's pinned default, and Docker's own format
+    assert not any(a.startswith("BASE_") for a in args) and "--format" not in args
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_docker_build_with_podman_and_a_local_base(tmp_path):
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'podman'}",
+                              "BASE_IMAGE=localhost/uplr-base:bookworm")
+    pairs = _pairs(args)
+    assert ("--format", "docker") in pairs  # keeps SHELL (the OCI format drops it)
+    assert ("--build-arg", "BASE_IMAGE=localhost/uplr-base:bookworm") in pairs
+    # the local base's id, with the sha256: prefix Podman leaves out
+    assert ("--build-arg", "BASE_DIGEST=sha256:" + "ab" * 32) in pairs
+    # a base named by digest needs no lookup
+    ref = "registry.example/python@sha256:" + "cd" * 32
+    args = _make_docker_build(tmp_path, f"DOCKER={tmp_path / 'fake' / 'podman'}", f"BASE_IMAGE={ref}")
+    assert ("--build-arg", "BASE_DIGEST=") in _pairs(args)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_wheelhouse_downloads_the_runtime_lock_with_hashes():
+    res = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-f", "Makefile", "build/wheelhouse/.lock-sha256"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    download = [ln for ln in res.stdout.replace("\\\n", " ").splitlines() if " download " in ln]
+    assert len(download) == 1
+    for part in ("--require-hashes", "--no-deps", "-r requirements.lock", "-d build/wheelhouse"):
+        assert part in download[0], part
+    assert "requirements-dev.lock" not in download[0] and "index-url" not in download[0]
 
 
 # --- scripts/docker_pin.py -------------------------------------------------------------------------
@@ -532,3 +749,16 @@ def test_pin_refuses_a_digest_that_does_not_match_the_manifest(pinned_dockerfile
     assert pin.main([str(pinned_dockerfile), "--registry-url", registry]) == 1
     assert "does not match" in capsys.readouterr().err
     assert pinned_dockerfile.read_text() == before
+
+
+def test_pin_rewrites_the_arg_default_when_from_names_it(tmp_path, registry):
+    pin = _load_pin()
+    p = tmp_path / "Dockerfile"
+    p.write_text(f"# digest-source: recorded by someone, not verified here\n"
+                 f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{OLD}\nFROM ${{BASE_IMAGE}}\nARG BASE_IMAGE\nUSER 1000\n")
+    assert pin.main([str(p), "--registry-url", registry]) == 0
+    new = "sha256:" + hashlib.sha256(_Registry.manifest).hexdigest()
+    text = p.read_text()
+    assert f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{new}\nFROM ${{BASE_IMAGE}}\n" in text and OLD not in text
+    p.write_text("FROM ${BASE_IMAGE}\n")
+    assert pin.main([str(p), "--registry-url", registry]) == 1

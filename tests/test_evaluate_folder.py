@@ -6,6 +6,8 @@ import copy
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from PIL import Image
 
 from uplr.errors import UplrError
-from uplr.evaluate.folder import evaluate_folder, write_result
+from uplr.evaluate.folder import confusion_from_pairs, evaluate_folder, pair_histogram, write_result
 
 SAMPLE = Path(__file__).resolve().parent / "fixtures/samples/cityscapes/gtFine/val/frankfurt"
 FRAME = "frankfurt_000000_000294"
@@ -185,3 +187,80 @@ def test_prefix_needs_separator_and_unknown_subset(tmp_path):
     assert f"{FRAME}_gtFine_labelIds.png" in _error(pred_dir, gt_dir)
     msg = _error(pred_dir, gt_dir, subsets=("19", "17"))
     assert "subset" in msg and "'17'" in msg
+
+
+def test_pair_histogram_hand_counted():
+    gt = np.array([[7, 7, 0], [26, 26, 7]], dtype=np.uint8)
+    pred = np.array([[0, 1, 255], [13, 13, 0]], dtype=np.uint8)
+    h = pair_histogram(gt, pred)
+    assert h.shape == (256, 256) and h.dtype == np.int64
+    expected = {(7, 0): 2, (7, 1): 1, (0, 255): 1, (26, 13): 2}  # (7, 0) twice: a run and a lone pixel
+    assert {(int(g), int(p)): int(h[g, p]) for g, p in zip(*np.nonzero(h), strict=True)} == expected
+    assert pair_histogram(gt[:1, :1], pred[:1, :1])[7, 0] == 1
+    assert pair_histogram(gt[:0], pred[:0]).sum() == 0
+
+
+def test_pair_histogram_matches_pixel_count_on_runs_and_noise():
+    rng = np.random.default_rng(0)
+    gt = np.repeat(rng.integers(0, 34, size=(37, 9)), 7, axis=1).astype(np.uint8)  # runs of 7 ...
+    pred = rng.integers(0, 256, size=gt.shape).astype(np.uint8)  # ... against noise
+    pred[5:20] = 3  # and long runs in both
+    brute = np.zeros((256, 256), dtype=np.int64)
+    np.add.at(brute, (gt.ravel(), pred.ravel()), 1)
+    assert np.array_equal(pair_histogram(gt, pred), brute)
+
+
+def test_confusion_from_pairs_hand_computed():
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[7], lut[26] = 0, 13  # road, car; every other labelId is not scored
+    h = np.zeros((256, 256), dtype=np.int64)
+    h[7, 0], h[7, 1], h[7, 255], h[26, 13], h[26, 0], h[0, 5] = 5, 2, 3, 4, 1, 9
+    conf = confusion_from_pairs(h, lut, num_classes=19)
+    assert conf.shape == (19, 20)
+    assert conf[0, 0] == 5 and conf[0, 1] == 2 and conf[0, 19] == 3  # 255 -> the void column
+    assert conf[13, 13] == 4 and conf[13, 0] == 1
+    assert conf.sum() == 15  # labelId 0 (not scored) dropped
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_same_scores_with_any_worker_count(tmp_path, workers):
+    gt_dir, pred_dir, _ = _make_case(tmp_path, 4, seed=7)
+    assert evaluate_folder(pred_dir, gt_dir, workers=workers) == evaluate_folder(pred_dir, gt_dir, workers=2)
+
+
+def test_palette_and_16_bit_predictions_read_like_grayscale(tmp_path):
+    gt_dir, pred_dir, pairs = _make_case(tmp_path, 2, seed=3)
+    ref = evaluate_folder(pred_dir, gt_dir)
+    p0, p1 = (next(pred_dir.rglob(f"{gt.name[: -len('_gtFine_labelIds.png')]}*.png")) for gt, _ in pairs)
+    pal = Image.fromarray(pairs[0][1].astype(np.uint8), mode="L").convert("P")  # index = trainId
+    pal.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
+    pal.save(p0)
+    Image.fromarray(pairs[1][1].astype(np.uint16)).save(p1)  # 16-bit grayscale
+    assert Image.open(p0).mode == "P" and Image.open(p1).mode.startswith("I")
+    assert evaluate_folder(pred_dir, gt_dir) == ref
+    big = pairs[1][1].astype(np.uint16)
+    big[0, 0] = 300
+    Image.fromarray(big).save(p1)
+    msg = _error(pred_dir, gt_dir)
+    assert str(p1) in msg and "[300]" in msg
+
+
+def test_truncated_png(tmp_path):
+    gt_dir, pred_dir, _ = _make_case(tmp_path, 1)
+    p = next(pred_dir.rglob(f"{FRAME}*.png"))
+    p.write_bytes(p.read_bytes()[:-40])
+    msg = _error(pred_dir, gt_dir)
+    assert str(p) in msg and "not a readable PNG" in msg
+
+
+def test_scoring_a_folder_does_not_import_torch_or_mlflow(tmp_path):
+    gt_dir, pred_dir, _ = _make_case(tmp_path, 1)
+    code = (
+        "import sys; from uplr.cli import main; "
+        f"rc = main(['evaluate', '--pred-dir', {str(pred_dir)!r}, '--gt-dir', {str(gt_dir)!r}]); "
+        "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'tqdm') if m in sys.modules)); sys.exit(rc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout  # tqdm only on a terminal
+    assert "mIoU[19]" in r.stdout

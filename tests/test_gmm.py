@@ -104,6 +104,7 @@ def _compare(values: np.ndarray, params: GmmParams, c: int, cov: str) -> None:
     assert 0.05 < ours.mean() < 0.95  # the data really is split, the agreement is not trivial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov", ["full", "spherical"])
 def test_raw_value_fit_matches_sklearn(cov):
     data = _datasets()
@@ -114,6 +115,7 @@ def test_raw_value_fit_matches_sklearn(cov):
         _compare(values, params, c, cov)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov", ["full", "spherical"])
 def test_histogram_fit_matches_sklearn_on_raw_values(cov):
     data = _datasets()
@@ -200,3 +202,147 @@ def test_bad_inputs_raise_uplr_error():
         fit_gmm_1d(np.ones((2, 8)), max_iter=0)
     with pytest.raises(UplrError):
         certainty_posterior_wins(np.zeros(3), np.zeros(4, np.int64), _params([0.5, 0.5], [0, 1], [1, 1]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# keep rules: posterior (the paper's) and monotone (I <= the boundary nearest above the certain mean)
+
+
+def test_monotone_threshold_hand_computed():
+    from uplr.method.gmm_rules import monotone_threshold
+
+    # equal variances 0.01, means 0.2 / 0.6, equal weights: log_odds = 16 - 40 I, one boundary at 0.4
+    assert monotone_threshold(_params([0.5, 0.5], [0.2, 0.6], [0.01, 0.01]))[0] == pytest.approx(0.4, abs=1e-12)
+    # certain mode wider (var 0.04 vs 0.01), means 0.1 / 0.3, equal weights:
+    # log_odds = -ln 2 - (I - 0.1)^2 / 0.08 + (I - 0.3)^2 / 0.02 = 37.5 I^2 - 27.5 I + 4.375 - ln 2,
+    # roots (27.5 -+ sqrt(27.5^2 - 150 (4.375 - ln 2))) / 75 = 0.17624.., 0.55709..; log_odds(0.1) > 0
+    disc = math.sqrt(27.5**2 - 150 * (4.375 - math.log(2)))
+    lo, hi = (27.5 - disc) / 75, (27.5 + disc) / 75
+    params = _params([0.5, 0.5], [0.1, 0.3], [0.04, 0.01])
+    assert monotone_threshold(params)[0] == pytest.approx(lo, abs=1e-12)
+    # the posterior keeps both tails: below lo and above hi; monotone only below lo
+    x = np.array([0.0, lo - 1e-6, lo + 1e-6, 0.4, hi + 1e-6, 1.0])
+    cls = np.zeros(len(x), dtype=np.int64)
+    assert certainty_posterior_wins(x, cls, params).tolist() == [True, True, False, False, True, True]
+    from uplr.method.gmm_rules import keep_mask
+
+    assert keep_mask(x, cls, params, "monotone").tolist() == [True, True, False, False, False, False]
+    assert keep_mask(x, cls, params, "posterior").tolist() == [True, True, False, False, True, True]
+    # single-mode: keep all (+inf); never fitted: keep none (-inf); unknown class ids: never kept
+    both = _params([[0.5, 0.5], [1.0, 0.0]], [[0.1, 0.3], [0.2, 0.2]], [[0.04, 0.01], [0.01, 0.01]],
+                   single=[False, True])
+    assert monotone_threshold(both)[1] == np.inf
+    none = _params([0.5, 0.5], [0.0, 0.0], [1.0, 1.0], fitted=[False])
+    assert monotone_threshold(none)[0] == -np.inf
+    assert keep_mask(np.array([0.0, 0.0]), np.array([0, 5]), params, "monotone").tolist() == [True, False]
+    with pytest.raises(UplrError, match="gmm_rule"):
+        keep_mask(x, cls, params, "median")
+
+
+def test_monotone_keeps_the_most_certain_pixels_where_the_posterior_drops_them():
+    """Certain mode narrow (sd 0.02) at 0.3, the other wide (sd 0.2) at 0.5: at I = 0 the wide component
+    wins, so the posterior rejects the most certain pixels; monotone keeps everything below its boundary."""
+    from uplr.method.gmm_rules import keep_mask, monotone_threshold
+
+    params = _params([0.5, 0.5], [0.3, 0.5], [0.02**2, 0.2**2])
+    t = monotone_threshold(params)[0]
+    assert 0.3 < t < 0.5
+    x = np.array([0.0, 0.3, t - 1e-9, t + 1e-9])
+    cls = np.zeros(4, dtype=np.int64)
+    assert certainty_posterior_wins(x, cls, params).tolist() == [False, True, True, False]
+    assert keep_mask(x, cls, params, "monotone").tolist() == [True, True, True, False]
+
+
+def _wide_certain_histogram(rng, bins):
+    """The issue's case: certainty component sd 0.157 (wide), the other sd 0.027 (narrow)."""
+    vals = np.concatenate([rng.normal(0.25, 0.157, 60000), rng.normal(0.5, 0.027, 40000)])
+    return np.histogram(np.clip(vals, 0, 1 - 1e-12), bins=bins, range=(0, 1))[0]
+
+
+def _random_histogram(rng, bins):
+    kind = rng.integers(3)
+    n = int(rng.integers(200, 20000))
+    if kind == 0:  # unimodal
+        vals = rng.normal(rng.uniform(0.05, 0.9), rng.uniform(0.01, 0.3), n)
+    elif kind == 1:  # bimodal, any widths (certain component wider or narrower)
+        m0, m1 = np.sort(rng.uniform(0.0, 1.0, 2))
+        n0 = int(n * rng.uniform(0.1, 0.9))
+        vals = np.concatenate([rng.normal(m0, rng.uniform(0.005, 0.25), n0),
+                               rng.normal(m1, rng.uniform(0.005, 0.25), n - n0)])
+    else:  # entropy-like: a spike near 0 and a long tail
+        vals = np.concatenate([rng.beta(0.5, 8.0, n // 2), rng.beta(2.0, 2.0, n - n // 2)])
+    return np.histogram(np.clip(vals, 0, 1 - 1e-12), bins=bins, range=(0, 1))[0]
+
+
+def _out_of_order(entropy: np.ndarray, cls: np.ndarray, keep: np.ndarray, num: int) -> list[int]:
+    """Classes where some kept pixel is more uncertain than some rejected pixel."""
+    bad = []
+    for c in range(num):
+        k, r = entropy[(cls == c) & keep], entropy[(cls == c) & ~keep]
+        if k.size and r.size and k.max() > r.min():
+            bad.append(c)
+    return bad
+
+
+def test_monotone_never_keeps_a_pixel_above_a_rejected_ones_entropy():
+    """Property over random bimodal / unimodal / entropy-like histograms and the wide-certain case."""
+    from uplr.method.gmm_rules import keep_mask, kept_share_from_histogram
+
+    rng = np.random.default_rng(0)
+    bins = 512
+    hists = [_wide_certain_histogram(rng, bins)] + [_random_histogram(rng, bins) for _ in range(59)]
+    hist = np.stack(hists)
+    params = fit_gmm_1d(hist)
+    num = hist.shape[0]
+    # pixels: every bin centre of every class plus random values, in shuffled order
+    centres = (np.arange(bins) + 0.5) / bins
+    ent = np.concatenate([np.tile(centres, num), rng.uniform(0, 1, 40 * num)])
+    cls = np.concatenate([np.repeat(np.arange(num), bins), rng.integers(0, num, 40 * num)])
+    order = rng.permutation(ent.size)
+    ent, cls = ent[order], cls[order]
+    keep_m = keep_mask(ent, cls, params, "monotone")
+    assert _out_of_order(ent, cls, keep_m, num) == []
+    shares = kept_share_from_histogram(hist, params, "monotone")
+    assert all(v == 0.0 for v in shares["kept_above_rejected_share"])
+    # the same check fails for the posterior rule on the wide-certain class (so it can fail)
+    keep_p = keep_mask(ent, cls, params, "posterior")
+    assert 0 in _out_of_order(ent, cls, keep_p, num)
+    post = kept_share_from_histogram(hist, params, "posterior")
+    assert post["kept_above_rejected_share"][0] > 0
+    # on the wide-certain class, the posterior keeps pixels above I = 0.69; monotone none above its boundary
+    wide = cls == 0
+    assert keep_p[wide & (ent > 0.69)].any() and not keep_m[wide & (ent > 0.69)].any()
+
+
+def test_selector_rules_end_to_end():
+    """GmmSelector(rule=...) on softmax maps: monotone's kept pixels never exceed a rejected pixel's entropy."""
+    from uplr.method.pseudo import IGNORE, PixelStats, build_selector
+    from uplr.method.uncertainty import pixel_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    num = 4
+    # a mix of confident and unsure pixels: logits scaled by a per-pixel temperature
+    scale = torch.where(torch.rand(6, 1, 40, 50, generator=gen) < 0.5, 6.0, 0.7)
+    prob = torch.softmax(torch.randn(6, num, 40, 50, generator=gen) * scale, dim=1)
+    stats = PixelStats(num, bins=256)
+    stats.update(prob)
+    ent = pixel_entropy(prob, dim=1).reshape(-1).numpy()
+    cls = prob.argmax(dim=1).reshape(-1).numpy()
+    for rule in ("posterior", "monotone"):
+        sel = build_selector("gmm", bins=256, rule=rule)
+        sel.fit(stats)
+        labels = sel.assign(prob).reshape(-1).numpy()
+        kept = labels != IGNORE
+        assert np.array_equal(labels[kept], cls[kept])
+        summary = sel.summary()
+        assert summary["rule"] == rule and len(summary["kept_share"]) == num
+        assert all(0.0 <= v <= 1.0 for v in summary["kept_share"])
+        if rule == "monotone":
+            assert _out_of_order(ent, cls, kept, num) == []
+            assert summary["kept_above_rejected_share"] == [0.0] * num
+        # the histogram's kept share is within a few bins' mass of the assigned share
+        for c in range(num):
+            actual = kept[cls == c].mean()
+            assert abs(summary["kept_share"][c] - actual) < 0.05
+    with pytest.raises(UplrError, match="gmm_rule"):
+        build_selector("gmm", rule="median")

@@ -263,7 +263,7 @@ def test_modules_stay_small_or_say_why():
 def test_grid_rows_are_consistent():
     for r in X.ROWS.values():
         assert module_file(r.entry) is not None, r.id
-        for other in (r.parent, r.init_from, r.rank_from):
+        for other in (r.parent, r.init_from, r.versus):
             assert other is None or other in X.ROWS, (r.id, other)
         assert set(r.components) <= set(X.TABLE3_COMPONENTS)
     # each Table 3 row adds exactly one component to its parent
@@ -272,3 +272,13 @@ def test_grid_rows_are_consistent():
             assert set(r.components) - set(X.ROWS[r.parent].components) and \
                 len(r.components) == len(X.ROWS[r.parent].components) + 1, r.id
     assert closure("uplr.experiments") == ("uplr", "uplr.errors", "uplr.experiments")
+
+
+def test_benchmarks_are_named_once():
+    """The grid names the benchmarks; the config's closed set and make's list must agree with it."""
+    from uplr.config import BENCHMARKS as CONFIG_BENCHMARKS
+
+    assert tuple(CONFIG_BENCHMARKS) == tuple(X.BENCHMARKS)
+    mk = (REPO / "mk/pipelines.mk").read_text()
+    line = next(x for x in mk.splitlines() if x.startswith("BENCHMARKS :="))
+    assert tuple(line.split(":=", 1)[1].split()) == X.REAL_BENCHMARKS

@@ -45,6 +45,7 @@ def r101() -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------- layout
+@pytest.mark.slow
 @pytest.mark.parametrize("name,multi", [("deeplabv2_multi_level", True), ("deeplabv2_single_level", False)])
 def test_layout_matches_peer_state_dict(name: str, multi: bool, multi_state, r101) -> None:
     layout = _layout(name)
@@ -59,6 +60,7 @@ def test_layout_matches_peer_state_dict(name: str, multi: bool, multi_state, r10
     assert all(torch.equal(sd[k], state[k]) for k in layout)
 
 
+@pytest.mark.slow
 def test_resnet101_forward_tiny(r101) -> None:
     r101.eval()
     with torch.no_grad():
@@ -73,6 +75,7 @@ def test_unknown_trunk() -> None:
 
 
 # ---------------------------------------------------------------------------------------- weights
+@pytest.mark.slow
 def test_load_plain_state_dict_and_checkpoint(tmp_path: Path, multi_state, r101) -> None:
     torch.save(multi_state, tmp_path / "plain.pth")
     rep = load_weights(r101, "plain.pth", base_dir=tmp_path)
@@ -105,6 +108,7 @@ def _peer_init(state: dict[str, torch.Tensor], classes: int = 21) -> dict[str, t
     return peer
 
 
+@pytest.mark.slow
 def test_peer_init_loads_backbone_and_skips_foreign_classifier(tmp_path: Path, multi_state, r101,
                                                                caplog) -> None:
     torch.save(_peer_init(multi_state), tmp_path / "init.pth")
@@ -124,6 +128,7 @@ def test_peer_init_loads_backbone_and_skips_foreign_classifier(tmp_path: Path, m
         assert torch.equal(sd[k], v), k
 
 
+@pytest.mark.slow
 def test_peer_init_missing_backbone_key_is_error(tmp_path: Path, multi_state) -> None:
     peer = _peer_init(multi_state)
     del peer["Scale.layer3.17.conv2.weight"]
@@ -132,6 +137,7 @@ def test_peer_init_missing_backbone_key_is_error(tmp_path: Path, multi_state) ->
         load_weights(build_model("resnet101"), str(tmp_path / "init.pth"))
 
 
+@pytest.mark.slow
 def test_peer_init_wrong_trunk_is_error(tmp_path: Path, multi_state) -> None:
     torch.save(_peer_init(multi_state), tmp_path / "init.pth")
     with pytest.raises(UplrError, match="backbone"):

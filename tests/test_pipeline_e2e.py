@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # `make ablation` on a tiny grid: minutes
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {

@@ -135,6 +135,7 @@ def test_template_tracks_binary_folder_and_stage(template):
     assert (template / "dvc.lock").is_file() and (template / "data" / "dir.dvc").is_file()
 
 
+@pytest.mark.slow
 def test_local_remote_push_wipe_pull_is_bit_identical(project, tmp_path, base_env):
     # a relative url, as in the repo's .dvc/config: DVC stores it relative to .dvc/ and resolves it back
     dvc("remote", "add", "-d", "shared", "../remote-store", cwd=project, env=base_env)
@@ -191,6 +192,7 @@ def _add_s3_remote(project: Path, endpoint: str, url: str) -> None:
         fh.write(f"['remote \"s3\"']\n    url = {url}\n    endpointurl = {endpoint}\n")
 
 
+@pytest.mark.slow
 def test_s3_remote_push_wipe_pull_is_bit_identical(project, moto_endpoint, s3_env):
     bucket = _bucket(moto_endpoint, "uplr-roundtrip")
     _add_s3_remote(project, moto_endpoint, "s3://uplr-roundtrip/store")
@@ -250,6 +252,7 @@ def test_preflight_s3_without_credentials(project, base_env):
     assert proc.returncode == 2 and "AWS_SECRET_ACCESS_KEY" in proc.stderr
 
 
+@pytest.mark.slow
 def test_local_credentials_stay_out_of_git(project, moto_endpoint, base_env):
     bucket = _bucket(moto_endpoint, "uplr-keys")
     _add_s3_remote(project, moto_endpoint, "s3://uplr-keys/store")

@@ -14,7 +14,6 @@ from uplr.method.resampling import (
     image_class_counts,
     image_sampling_prob,
     rectified_image_prob,
-    sampling_weights,
     soft_balance_weights,
 )
 
@@ -122,7 +121,7 @@ def test_auto_mu_alpha_degenerate(p):
 
 def test_sampling_weights_chain():
     np.testing.assert_allclose(
-        sampling_weights(COUNTS, LAM, alpha=1000.0, mu=7 / 900),
+        soft_balance_weights(COUNTS, LAM, alpha=1000.0, mu=7 / 900).p_hat,
         rectified_image_prob(P_I, 1000.0, 7 / 900),
         rtol=1e-12,
     )
@@ -132,8 +131,127 @@ def test_sampling_weights_chain():
     assert res.p_hat[1] == pytest.approx(0.6)
     assert res.p_hat[0] < 0.6 < res.p_hat[2]
     # TGAA with S = {1, 2}: x1 has p_i = 0 and falls to the lowest weight, still above the 0.1 floor
-    w = sampling_weights(COUNTS, LAM, classes=[1, 2])
+    w = soft_balance_weights(COUNTS, LAM, classes=[1, 2]).p_hat
     assert 0.1 < w[0] < w[1] < w[2]
     # a fixed alpha with auto mu
     res2 = soft_balance_weights(COUNTS, LAM, alpha=10.0)
     assert res2.alpha == 10.0 and res2.mu == pytest.approx(7 / 900)
+
+
+# ----------------------------------------------------------------------------------------------------
+# TGAA's weights: S_k boosted on top of SR (sr_boost_sk) or S_k alone (sk_only), on the example above
+
+
+def _cfgs(weights="sr_boost_sk", boost=2.0, k=1, nan_policy="first", alpha=None, mu=None):
+    from uplr.config import ResampleConfig, TGAAConfig
+
+    return (TGAAConfig(k=k, nan_policy=nan_policy, weights=weights, boost=boost),
+            ResampleConfig(lam=LAM, alpha=alpha, mu=mu))
+
+
+def _sig(z):
+    return 1 / (1 + math.exp(-z))
+
+
+def test_boosted_class_prob_by_hand():
+    from uplr.method.resampling import boosted_class_prob
+
+    # S_k = {2}, boost 2: m p N = 10/18 + 5/18 + 2 * 3/18 = 21/18 -> p~ = m p * 18/21 = (1/210, 1/105, 2/63)
+    p = boosted_class_prob(P_C, [100, 25, 9], [2], 2.0)
+    np.testing.assert_allclose(p, [1 / 210, 1 / 105, 2 / 63], rtol=1e-12)
+    assert math.isclose(float(p @ [100, 25, 9]), 1.0)  # still a per-pixel probability
+    np.testing.assert_allclose(boosted_class_prob(P_C, [100, 25, 9], [2], 1.0), P_C, rtol=1e-12)
+    np.testing.assert_allclose(boosted_class_prob(P_C, [100, 25, 9], [], 2.0), P_C, rtol=1e-12)
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(UplrError, match="tgaa.boost"):
+            boosted_class_prob(P_C, [100, 25, 9], [2], bad)
+
+
+def test_tgaa_weights_sr_boost_sk_by_hand():
+    from uplr.method.tgaa import tgaa_weights
+
+    # class 2 is the most uncertain: S_k = [2]. p_i over all classes with p~ = (1/210, 1/105, 2/63):
+    # x1: 1/210; x2: 0.6/210 + 0.4/105 = 1/150; x3: 0.5/105 + 0.5 * 2/63 = 13/630
+    # fixed mu = 1/150, alpha = 1050: z = (5 - 7, 0, 65/3 - 7) = (-2, 0, 44/3)
+    tg, rs = _cfgs(alpha=1050.0, mu=1 / 150)
+    w, s_k, info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+    assert s_k == [2] and info["S_k"] == [2] and info["weights_mode"] == "sr_boost_sk" and info["boost"] == 2.0
+    np.testing.assert_allclose(w, [0.1 + _sig(-2), 0.6, 0.1 + _sig(44 / 3)], rtol=1e-12)
+    assert info["p_i_nonzero"] == 3  # every image keeps SR's weight: none falls to the floor
+
+
+def test_tgaa_weights_sk_only_by_hand():
+    from uplr.method.tgaa import tgaa_weights
+
+    # p_i over S_k = {2} only with SR's p_c: x1, x2 hold no class 2 -> 0; x3: 1 * 1/54
+    tg, rs = _cfgs(weights="sk_only", alpha=1080.0, mu=1 / 108)
+    w, s_k, info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+    assert s_k == [2] and info["boost"] is None and info["p_i_nonzero"] == 1
+    # z = 1080 * (p - 1/108) = (-10, -10, 20 - 10)
+    np.testing.assert_allclose(w, [0.1 + _sig(-10), 0.1 + _sig(-10), 0.1 + _sig(10)], rtol=1e-12)
+
+
+def test_tgaa_weights_boost_one_is_sr():
+    from uplr.method.tgaa import tgaa_weights
+
+    tg, rs = _cfgs(boost=1.0)
+    w, _s_k, _info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+    np.testing.assert_allclose(w, soft_balance_weights(COUNTS, LAM).p_hat, rtol=1e-12)
+
+
+def test_class_rate_vs_uniform_by_hand():
+    from uplr.method.resampling import class_rate_vs_uniform
+
+    # weights (1, 1, 2): drawn per image (64+36, 16+18, 18) / 4 = (25, 8.5, 4.5); uniform N / 3
+    r = class_rate_vs_uniform(np.c_[COUNTS, np.zeros(3)], [1.0, 1.0, 2.0])
+    np.testing.assert_allclose(r[:3], [25 / (100 / 3), 8.5 / (25 / 3), 4.5 / 3], rtol=1e-12)
+    assert np.isnan(r[3])  # no source pixel
+
+
+def test_s_k_never_holds_a_class_absent_from_the_source():
+    from uplr.method.tgaa import tgaa_candidates, tgaa_weights
+
+    counts = np.array([[5, 0, 3, 0, 1], [0, 0, 2, 0, 4], [7, 0, 0, 0, 0]])  # classes 1 and 3: no source pixel
+    ent = [0.2, float("nan"), 0.5, 0.99, 0.1]  # 1 never predicted (ranks first), 3 the most uncertain
+    assert tgaa_candidates(counts) == [0, 2, 4]
+    for mode in ("sr_boost_sk", "sk_only"):
+        tg, rs = _cfgs(weights=mode, k=3)
+        _w, s_k, info = tgaa_weights(counts, ent, tg, rs)
+        assert s_k == [2, 0, 4] and info["candidates"] == [0, 2, 4]
+        # the evaluated set restricts further (e.g. SYNTHIA's 16 classes)
+        _w, s_k, _info = tgaa_weights(counts, ent, tg, rs, candidates=[0, 1, 2, 3])
+        assert s_k == [2, 0]
+    # property: random counts with absent classes, random entropies with NaN, any k and policy
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        c = int(rng.integers(2, 20))
+        counts = rng.integers(0, 50, (int(rng.integers(1, 6)), c)) * (rng.random(c) < 0.6)
+        ent = np.where(rng.random(c) < 0.2, np.nan, rng.random(c))
+        evaluated = sorted(rng.choice(c, int(rng.integers(1, c + 1)), replace=False).tolist())
+        tg, rs = _cfgs(weights=("sr_boost_sk", "sk_only")[trial % 2], k=int(rng.integers(0, c + 1)),
+                       nan_policy=("first", "last")[trial % 3 == 0])
+        _w, s_k, _info = tgaa_weights(counts, ent, tg, rs, candidates=evaluated)
+        present = set(np.flatnonzero(counts.sum(axis=0) > 0).tolist())
+        assert set(s_k) <= present & set(evaluated), (counts, s_k)
+        assert len(s_k) == min(tg.k, len(present & set(evaluated)))
+
+
+def test_tgaa_weights_rejects_an_unknown_mode():
+    from uplr.method.tgaa import tgaa_weights
+
+    tg, rs = _cfgs(weights="sk")
+    with pytest.raises(UplrError, match="tgaa.weights must be one of sr_boost_sk, sk_only"):
+        tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+    tg, rs = _cfgs()
+    with pytest.raises(UplrError, match="2 class entropies"):
+        tgaa_weights(COUNTS, [0.1, 0.2], tg, rs)
+
+
+def test_weights_for_a_kept_s_k_equal_the_ranked_stage():
+    """The rows continuing +TGAA rebuild its weights from the saved S_k: the same numbers, either mode."""
+    from uplr.method.tgaa import tgaa_weights, weights_for_s_k
+
+    for mode in ("sr_boost_sk", "sk_only"):
+        tg, rs = _cfgs(weights=mode)
+        w, s_k, _info = tgaa_weights(COUNTS, [0.1, 0.2, 0.5], tg, rs)
+        np.testing.assert_array_equal(weights_for_s_k(COUNTS, s_k, tg, rs)[0], w)

@@ -229,7 +229,8 @@ def test_reference_file_is_validated(tmp_path, old, new, expected):
 def test_files_in_every_format_and_identical_bytes(built):
     _, out, (first, second, third) = built
     names = ["table1_gta5_cityscapes", "table2_synthia_cityscapes", "table3_gta5_cityscapes", "table3_embedded",
-             "crosscity_cityscapes_nthu", "embedded", "figure6_embedded", "figure6_gta5_cityscapes"]
+             "crosscity_cityscapes_nthu", "embedded", "figure6_embedded", "figure6_gta5_cityscapes",
+             "variants_embedded"]
     readme = (out / "README.md").read_text()
     for name in names:
         for suffix in (".md", ".csv", ".tex"):
@@ -301,20 +302,42 @@ def test_table2_subset_mious_from_per_class_iou_and_not_run(built):
 def test_table3_ablation_both_benchmarks(built):
     s, out, _ = built
     header, rows = md_table(out / "table3_gta5_cityscapes.md")
-    assert header == ["Method", "AA", "IT", "SR", "TGAA", "UPST", "mIoU (ours)", "n", "mIoU (paper)", "Δ"]
+    assert header == ["Method", "AA", "IT", "SR", "TGAA", "UPST", "mIoU (ours)", "n",
+                      "Δ to the row above (paired, 95% CI)", "mIoU (paper)", "Δ ours − paper"]
     assert [rows[k]["mIoU (paper)"] for k in ("Source only", "+AA", "+IT", "+SR", "+TGAA", "+UPST")] == \
         ["36.6", "42.9", "45.3", "46.1", "48.8", "52.6"]
     assert [rows["+IT"][c] for c in ("AA", "IT", "SR")] == ["✓", "✓", ""]
-    assert rows["+AA"]["mIoU (ours)"] == "not run" and rows["+AA"]["Δ"] == "not run"
+    assert rows["+AA"]["mIoU (ours)"] == "not run" and rows["+AA"]["Δ ours − paper"] == "not run"
     one = per_run_miou(runs_of(s, "gta5_cityscapes", "source_only"), "19")
     assert rows["Source only"]["mIoU (ours)"] == f"{one[0]:.1f}" and rows["Source only"]["n"] == "1"
-    assert rows["Source only"]["Δ"] == f"{one[0] - 36.6:+.1f}"
+    assert rows["Source only"]["Δ ours − paper"] == f"{one[0] - 36.6:+.1f}"
+    assert rows["Source only"]["Δ to the row above (paired, 95% CI)"] == ""  # the first row has none above
     header, rows = md_table(out / "table3_embedded.md")
-    assert "Δ" not in header
+    assert "Δ ours − paper" not in header
     assert {r["mIoU (paper)"] for r in rows.values()} == {"different benchmark"}
     sr = per_run_miou(runs_of(s, "embedded", "sr"), "19")
     assert rows["+SR"]["mIoU (ours)"] == cell(sr) and rows["+AA"]["mIoU (ours)"] == "not run"
     assert "different benchmark" in (out / "table3_embedded.md").read_text().split("|")[-1]
+    # paired Δ (+TGAA − +SR, seeds 0 and 1) against scipy's paired t-test interval
+    from scipy.stats import ttest_rel
+
+    tg = per_run_miou(runs_of(s, "embedded", "tgaa"), "19")
+    ci = ttest_rel(tg, sr).confidence_interval(0.95)
+    shown = "" if ci.low > 0 or ci.high < 0 else ", not shown"
+    assert rows["+TGAA"]["Δ to the row above (paired, 95% CI)"] == \
+        f"{np.mean(tg - sr):+.1f} [{ci.low:+.1f}, {ci.high:+.1f}]{shown}"
+    assert rows["+UPST"]["Δ to the row above (paired, 95% CI)"].endswith("(1 seed: no interval)")
+
+
+def test_variants_table_lists_every_control_and_variant(built):
+    from uplr import experiments as X
+
+    _, out, _ = built
+    header, rows = md_table(out / "variants_embedded.md")
+    assert header[:2] == ["Variant", "compared with"]
+    assert list(rows) == [X.ROWS[r].label for r in X.table_rows("variants")]
+    assert rows["+SR, continued (control for +TGAA)"]["compared with"] == "+TGAA"
+    assert {r["mIoU (ours)"] for r in rows.values()} == {"not run"}  # the fixture store has no variant runs
 
 
 def test_cross_city_layout(built):

@@ -32,6 +32,8 @@ def test_same_seed_same_weights_and_metrics(tiny_params, tracking, tmp_path):
     cfg = _train(tiny_params, tmp_path / "a")
     _train(tiny_params, tmp_path / "b")
     assert _equal(_weights(tmp_path / "a/model.pt"), _weights(tmp_path / "b/model.pt"))
+    # ... in the same bytes (no temporary file name inside the file): DVC sees the same md5
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
     ra = evaluate.run(cfg, tmp_path / "a/model.pt", "source_only", 0, tmp_path / "a.json", "ev")
     rb = evaluate.run(cfg, tmp_path / "b/model.pt", "source_only", 0, tmp_path / "b.json", "ev")
     assert ra["iou"] == rb["iou"]

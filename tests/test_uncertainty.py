@@ -138,6 +138,7 @@ def _all_reduce_worker(rank: int, init_file: str, results) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_sums_across_ranks(tmp_path):
     assert ClassEntropyMeter(3).all_reduce().counts.tolist() == [0, 0, 0]  # no process group: no-op
     ctx = torch.multiprocessing.get_context("spawn")
@@ -172,3 +173,15 @@ def test_top_k_ties_and_nan_policy():
         top_k_uncertain(ent, -1)
     with pytest.raises(UplrError, match="class id 7"):
         top_k_uncertain(ent, 2, classes=[7])
+
+
+def test_top_k_over_source_candidates_skips_absent_classes_even_when_nan_ranks_first():
+    """SYNTHIA-like: classes 9, 14, 16 have no source pixel; never predicted (NaN) they would rank first."""
+    from uplr.method.tgaa import tgaa_candidates
+
+    counts = np.ones((2, 19), dtype=np.int64)
+    counts[:, [9, 14, 16]] = 0
+    ent = np.linspace(0.1, 0.9, 19)
+    ent[[9, 14, 16]] = np.nan
+    assert top_k_uncertain(ent, 5) == [9, 14, 16, 18, 17]  # without the candidates: 3 wasted slots
+    assert top_k_uncertain(ent, 5, classes=tgaa_candidates(counts)) == [18, 17, 15, 13, 12]

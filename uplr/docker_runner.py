@@ -1,5 +1,9 @@
 """Run a stage's command inside the pinned image (``UPLR_RUNNER=docker``, see uplr/runner.py).
 
+The engine is Docker or Podman (``UPLR_ENGINE``); both take the same ``run`` options except for GPUs
+(``--gpus`` for Docker, CDI ``--device nvidia.com/gpu=...`` for Podman) and the user namespace of a
+rootless Podman (``--userns=keep-id``, so outputs belong to the calling user).
+
 The image (docker/Dockerfile) holds the environment: Python, the hash-pinned lock, CUDA wheels. The code
 is the mounted checkout: the repository is bind-mounted at the SAME path as on the host and put first on
 ``PYTHONPATH``, so the commit recorded by the lineage tags is the code that ran. The same path keeps every
@@ -9,10 +13,12 @@ so outputs belong to them.
 
 Settings (environment):
 
+* ``UPLR_ENGINE``: ``docker`` or ``podman``; unset: whichever is on PATH, Docker first.
 * ``UPLR_IMAGE_REF``: the image (default: the line in docker/IMAGE). Inside, ``UPLR_IMAGE`` names it (an
   MLflow lineage tag) and ``UPLR_IMAGE_ID`` gives the local image id.
-* ``UPLR_DOCKER_GPUS``: value of ``--gpus`` (``all``, ``device=0,1``, ...) or ``none``; unset: ``all``
-  when the host has an NVIDIA driver (/proc/driver/nvidia), else none.
+* ``UPLR_DOCKER_GPUS``: ``all``, ``device=0,1`` (or Docker's other ``--gpus`` values) or ``none``; unset:
+  ``all`` when the host has an NVIDIA driver (/proc/driver/nvidia), else none. With Podman ``all`` and
+  ``device=0,1`` become CDI devices (``nvidia.com/gpu=all``; needs ``nvidia-ctk cdi generate``).
 * ``UPLR_DOCKER_SHM_SIZE``: ``--shm-size`` for DataLoader workers; unset: ``--ipc=host``.
 * ``UPLR_DOCKER_NETWORK``: ``--network`` (default ``host``, so an MLflow server on localhost is reachable).
 * ``UPLR_DOCKER_MOUNTS``: extra host folders (``:``-separated), mounted read-only at the same path
@@ -24,8 +30,11 @@ Settings (environment):
 * ``UPLR_DOCKER_ALLOW_STALE=1``: run even if the image was built from another requirements.lock.
 * ``UPLR_DOCKER_TIMEOUT``: seconds for the engine checks (default 15).
 
-Variables are passed by NAME only (``-e NAME``): docker reads the values from its own environment, so
+Variables are passed by NAME only (``-e NAME``): the engine reads the values from its own environment, so
 passwords in ``MLFLOW_TRACKING_URI`` or ``AWS_SECRET_ACCESS_KEY`` never appear on a command line.
+
+Longer than 400 lines because every engine reply it parses (Docker's and Podman's) is handled,
+with its own one-line error, next to the command that produced it.
 """
 
 from __future__ import annotations
@@ -49,8 +58,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_FILE = Path("docker") / "IMAGE"
 LOCK_LABEL = "org.uplr.requirements-lock.sha256"
+BASE_NAME_LABEL = "org.opencontainers.image.base.name"
+BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
+ENGINES = ("docker", "podman")  # the order of the default choice
 # runner settings: meaningful on the host only, never passed into the container
-_HOST_ONLY = {"UPLR_RUNNER", "UPLR_IMAGE", "UPLR_IMAGE_ID", "UPLR_IMAGE_REF"}
+_HOST_ONLY = {"UPLR_RUNNER", "UPLR_ENGINE", "UPLR_IMAGE", "UPLR_IMAGE_ID", "UPLR_IMAGE_REF", "UPLR_IMAGE_BASE"}
 _PASS_PREFIXES = ("UPLR_", "MLFLOW_", "DVC_", "AWS_", "NCCL_")
 _PASS_NAMES = {"CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS", "PYTHONHASHSEED"}
 _HOME = "/tmp"  # the host uid usually has no home in the image; caches (matplotlib, torch) go here
@@ -63,6 +75,31 @@ def _truthy(value: str | None) -> bool:
 def _host_has_gpu() -> bool:
     """Whether the host has an NVIDIA driver loaded (what ``--gpus`` needs)."""
     return Path("/proc/driver/nvidia/version").exists()
+
+
+def select_engine(env: Mapping[str, str], *, required: bool = True) -> str:
+    """``UPLR_ENGINE`` (docker or podman), else the first of them on PATH.
+
+    With ``required=False`` (a dry run) an engine that is not installed is still named: ``docker`` when
+    neither is.
+    """
+    hint = "or unset UPLR_RUNNER to run the stage on the host"
+    wanted = env.get("UPLR_ENGINE", "").strip().lower()
+    if wanted:
+        if wanted not in ENGINES:
+            raise UplrError(f"UPLR_ENGINE must be 'docker' or 'podman', got {env['UPLR_ENGINE']!r}: fix it or "
+                            "unset it to use whichever is installed")
+        if required and shutil.which(wanted, path=env.get("PATH")) is None:
+            raise UplrError(f"UPLR_ENGINE={wanted} but the {wanted} command is not on PATH: install it, "
+                            f"choose the other engine, {hint}")
+        return wanted
+    for name in ENGINES:
+        if shutil.which(name, path=env.get("PATH")) is not None:
+            return name
+    if not required:
+        return "docker"
+    raise UplrError("UPLR_RUNNER=docker but neither docker nor podman is on PATH: install Docker (and the NVIDIA "
+                    f"Container Toolkit for GPUs) or Podman, {hint}")
 
 
 def image_ref(env: Mapping[str, str], root: Path) -> str:
@@ -157,7 +194,8 @@ def _user_name(env: Mapping[str, str], uid: int) -> str:
     return name
 
 
-def _gpu_args(env: Mapping[str, str]) -> list[str]:
+def _gpu_args(env: Mapping[str, str], engine: str = "docker") -> list[str]:
+    """GPU options: Docker's ``--gpus VALUE``; for Podman the CDI devices the same value names."""
     gpus = env.get("UPLR_DOCKER_GPUS")
     if gpus is None:
         gpus = "all" if _host_has_gpu() else "none"
@@ -166,16 +204,34 @@ def _gpu_args(env: Mapping[str, str]) -> list[str]:
     gpus = gpus.strip()
     if gpus.lower() in {"", "none", "0", "no", "false", "off"}:
         return []
-    return ["--gpus", gpus]
+    if engine != "podman":
+        return ["--gpus", gpus]
+    # Podman has no --gpus with the NVIDIA hook: devices come from the CDI spec (nvidia-ctk cdi generate)
+    value = gpus.strip("'\"")
+    if value.lower() == "all":
+        return ["--device", "nvidia.com/gpu=all"]
+    ids = value[len("device="):] if value.lower().startswith("device=") else ""
+    ids_list = [i.strip() for i in ids.split(",") if i.strip()]
+    if not ids_list:
+        raise UplrError(f"UPLR_DOCKER_GPUS={gpus!r}: with Podman use 'all', 'device=0,1' (GPU indices or UUIDs) "
+                        "or 'none'; a GPU count is Docker-only")
+    out: list[str] = []
+    for i in ids_list:
+        out += ["--device", f"nvidia.com/gpu={i}"]
+    return out
 
 
 def docker_command(argv: list[str], env: Mapping[str, str], cwd: str | Path,
-                   image_id: str | None = None) -> list[str]:
-    """The ``docker run`` command that runs ``argv`` in the image, from ``cwd``, with ``env`` passed on.
+                   image_id: str | None = None, engine: str = "docker", image_base: str | None = None) -> list[str]:
+    """The ``docker run`` (or ``podman run``) command that runs ``argv`` in the image, from ``cwd``, with
+    ``env`` passed on.
 
-    Reads files (docker/IMAGE, .dvc/config) but starts nothing; ``image_id`` (from ``docker image
-    inspect``) is recorded in the container as ``UPLR_IMAGE_ID`` when given.
+    Reads files (docker/IMAGE, .dvc/config) but starts nothing; ``image_id`` (from ``image inspect``) is
+    recorded in the container as ``UPLR_IMAGE_ID`` when given, ``image_base`` (the base image the image
+    was built on, from its OCI labels) as ``UPLR_IMAGE_BASE``.
     """
+    if engine not in ENGINES:
+        raise UplrError(f"UPLR_ENGINE must be 'docker' or 'podman', got {engine!r}")
     if not argv:
         raise UplrError("no command to run in the container")
     cwd = Path(cwd).resolve()
@@ -186,8 +242,11 @@ def docker_command(argv: list[str], env: Mapping[str, str], cwd: str | Path,
     ref = image_ref(env, root)
     uid, gid = os.getuid(), os.getgid()
 
-    cmd = ["docker", "run", "--rm", "--init", "--user", f"{uid}:{gid}"]
-    cmd += _gpu_args(env)
+    cmd = [engine, "run", "--rm", "--init", "--user", f"{uid}:{gid}"]
+    if engine == "podman" and uid != 0:
+        # rootless Podman: map the caller's uid to itself in the container, so outputs belong to them
+        cmd += ["--userns=keep-id"]
+    cmd += _gpu_args(env, engine)
     shm = env.get("UPLR_DOCKER_SHM_SIZE", "").strip()
     cmd += [f"--shm-size={shm}"] if shm else ["--ipc=host"]
     cmd += [f"--network={env.get('UPLR_DOCKER_NETWORK', '').strip() or 'host'}"]
@@ -225,6 +284,8 @@ def docker_command(argv: list[str], env: Mapping[str, str], cwd: str | Path,
             "-e", f"PYTHONPATH={root}"]
     if image_id:
         cmd += ["-e", f"UPLR_IMAGE_ID={image_id}"]
+    if image_base:
+        cmd += ["-e", f"UPLR_IMAGE_BASE={image_base}"]
     cmd += shlex.split(env.get("UPLR_DOCKER_ARGS", ""))
     cmd += [ref]
     return cmd + list(argv)
@@ -238,22 +299,46 @@ def _timeout(env: Mapping[str, str]) -> float:
             from exc
 
 
-def check_engine(env: Mapping[str, str]) -> None:
-    """Fail with the fix when the docker CLI is missing or its engine does not answer."""
+def _engine_call(engine: str, args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """Run one engine query; a hang or a failure to start it becomes an error line."""
     hint = "or unset UPLR_RUNNER to run the stage on the host"
-    if shutil.which("docker", path=env.get("PATH")) is None:
-        raise UplrError("UPLR_RUNNER=docker but the docker command is not on PATH: install Docker (and the "
-                        f"NVIDIA Container Toolkit for GPUs), {hint}")
     try:
-        res = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], env=dict(env),
-                             capture_output=True, text=True, timeout=_timeout(env))
+        return subprocess.run([engine, *args], env=dict(env), capture_output=True, text=True,
+                              timeout=_timeout(env))
     except subprocess.TimeoutExpired as exc:
-        raise UplrError(f"the Docker engine did not answer `docker info` within {exc.timeout:g}s: check that "
-                        f"it is running and DOCKER_HOST is right, {hint}") from exc
-    if res.returncode != 0:
-        reason = (res.stderr.strip().splitlines() or ["no message"])[-1]
-        raise UplrError(f"the Docker engine is unreachable ({reason}): start it (e.g. `sudo systemctl start "
-                        f"docker`), check your access to it (the docker group, DOCKER_HOST), {hint}")
+        raise UplrError(f"the {engine} engine did not answer `{engine} {args[0]}` within {exc.timeout:g}s: check "
+                        f"that it is running{' and DOCKER_HOST is right' if engine == 'docker' else ''}, "
+                        f"{hint}") from exc
+    except OSError as exc:
+        raise UplrError(f"cannot run `{engine}` ({exc.strerror or exc}): check the installation, {hint}") from exc
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no message"])[-1].strip()
+
+
+def check_engine(env: Mapping[str, str]) -> str:
+    """The engine to use (:func:`select_engine`); fails with the fix when it does not answer."""
+    engine = select_engine(env)
+    hint = "or unset UPLR_RUNNER to run the stage on the host"
+    other = next(e for e in ENGINES if e != engine)
+    switch = (f", or set UPLR_ENGINE={other}" if shutil.which(other, path=env.get("PATH")) is not None
+              and not env.get("UPLR_ENGINE") else "")
+    if engine == "docker":
+        res = _engine_call(engine, ["info", "--format", "{{.ServerVersion}}"], env)
+        if res.returncode != 0:
+            raise UplrError(f"the Docker engine is unreachable ({_last_line(res.stderr)}): start it (e.g. `sudo "
+                            f"systemctl start docker`), check your access to it (the docker group, DOCKER_HOST)"
+                            f"{switch}, {hint}")
+    else:
+        res = _engine_call(engine, ["info", "--format", "{{.Version.Version}}"], env)
+        if res.returncode != 0:
+            raise UplrError(f"podman does not work here ({_last_line(res.stderr)}): check `podman info` and its "
+                            f"configuration (containers.conf: CONTAINERS_CONF; see docker/README.md){switch}, "
+                            f"{hint}")
+    if not res.stdout.strip():
+        raise UplrError(f"`{engine} info` answered nothing: check the {engine} installation{switch}, {hint}")
+    return engine
 
 
 def _lock_sha256(root: Path) -> str | None:
@@ -261,24 +346,59 @@ def _lock_sha256(root: Path) -> str | None:
     return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None
 
 
-def inspect_image(ref: str, root: Path, env: Mapping[str, str]) -> str | None:
-    """The local image id of ``ref``; fails if the image is missing (unless docker can pull it by digest)
-    or was built from a requirements.lock other than the checkout's."""
-    res = subprocess.run(["docker", "image", "inspect", "--format", "{{json .}}", ref], env=dict(env),
-                         capture_output=True, text=True, timeout=_timeout(env))
+def _inspect_reply(engine: str, ref: str, stdout: str) -> dict:
+    """The image's record from ``image inspect --format {{json .}}``: an object (Docker) or a list of one
+    (Podman). Anything else is an error line."""
+    what = f"`{engine} image inspect {ref}`"
+    try:
+        info = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise UplrError(f"{what} did not answer JSON ({stdout.strip()[:80]!r}): check the {engine} "
+                        "installation, or unset UPLR_RUNNER to run the stage on the host") from exc
+    if isinstance(info, list) and len(info) == 1:
+        info = info[0]
+    if not isinstance(info, dict) or not isinstance(info.get("Id"), str) or not info["Id"]:
+        raise UplrError(f"{what} answered {type(info).__name__} without an image Id, not one image record: "
+                        f"check that {ref} names exactly one image")
+    config = info.get("Config") or {}
+    labels = config.get("Labels") if isinstance(config, dict) else None
+    if labels is not None and not isinstance(labels, dict):
+        raise UplrError(f"{what}: Config.Labels is {type(labels).__name__}, not a mapping: rebuild the image "
+                        "with `make docker-build`")
+    return info
+
+
+def _image_id(raw: str) -> str:
+    """Docker writes ``sha256:<hex>``, Podman the bare hex: the lineage tag always has the prefix."""
+    return raw if ":" in raw else f"sha256:{raw}"
+
+
+def inspect_image(ref: str, root: Path, env: Mapping[str, str],
+                  engine: str = "docker") -> tuple[str | None, str | None]:
+    """``(image id, base image)`` of ``ref``: the local image id and the base recorded in its OCI labels
+    (``name@digest``, None when unlabelled). Fails if the image is missing (unless the engine can pull it
+    by digest) or was built from a requirements.lock other than the checkout's."""
+    res = _engine_call(engine, ["image", "inspect", "--format", "{{json .}}", ref], env)
     if res.returncode != 0:
         if "@sha256:" in ref:
-            return None  # `docker run` pulls it; the digest already identifies it
-        raise UplrError(f"image {ref} is not on this machine: build it with `make docker-build` (or docker pull "
-                        "it, or set UPLR_IMAGE_REF / docker/IMAGE to an image you have)")
-    info = json.loads(res.stdout)
+            return None, None  # `run` pulls it; the digest already identifies it
+        raise UplrError(f"image {ref} is not on this machine ({_last_line(res.stderr)}): build it with `make "
+                        f"docker-build{' DOCKER=podman' if engine == 'podman' else ''}` (or pull it, or set "
+                        "UPLR_IMAGE_REF / docker/IMAGE to an image you have)")
+    info = _inspect_reply(engine, ref, res.stdout)
     labels = (info.get("Config") or {}).get("Labels") or {}
     built, wanted = labels.get(LOCK_LABEL), _lock_sha256(root)
     if wanted and built != wanted and not _truthy(env.get("UPLR_DOCKER_ALLOW_STALE")):
         raise UplrError(f"image {ref} was built from requirements.lock sha256 {built or '(no label)'}, the "
                         f"checkout's is {wanted}: rebuild it with `make docker-build` (bump docker/IMAGE if "
                         "the old one must stay), or set UPLR_DOCKER_ALLOW_STALE=1 to run anyway")
-    return info.get("Id")
+    base = None
+    if labels.get(BASE_NAME_LABEL):
+        base = labels[BASE_NAME_LABEL]
+        digest = labels.get(BASE_DIGEST_LABEL, "")
+        if digest and digest not in base:
+            base = f"{base}@{digest}"
+    return _image_id(info["Id"]), base
 
 
 def run(argv: list[str]) -> int:
@@ -289,19 +409,25 @@ def run(argv: list[str]) -> int:
         env["UPLR_PIPELINE_RUN"] = lineage.pipeline_run_id()
     cwd = Path.cwd()
     if _truthy(env.get("UPLR_DOCKER_DRY_RUN")):
-        sys.stdout.write(shlex.join(docker_command(argv, env, cwd)) + "\n")
+        engine = select_engine(env, required=False)
+        sys.stdout.write(shlex.join(docker_command(argv, env, cwd, engine=engine)) + "\n")
         sys.stdout.flush()
         return 0
-    check_engine(env)
+    engine = check_engine(env)
     root = Path(env["UPLR_ROOT"]).resolve() if env.get("UPLR_ROOT") else lineage.repo_root(cwd)
     ref = image_ref(env, root)
-    cmd = docker_command(argv, env, cwd, image_id=inspect_image(ref, root, env))
-    log.info("running in %s: %s", ref, shlex.join(argv))
-    proc = subprocess.Popen(cmd, env=env)
+    image_id, base = inspect_image(ref, root, env, engine)
+    cmd = docker_command(argv, env, cwd, image_id=image_id, engine=engine, image_base=base)
+    log.info("running in %s (%s): %s", ref, engine, shlex.join(argv))
+    try:
+        proc = subprocess.Popen(cmd, env=env)
+    except OSError as exc:
+        raise UplrError(f"cannot run `{engine}` ({exc.strerror or exc}): check the installation, or unset "
+                        "UPLR_RUNNER to run the stage on the host") from exc
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        # docker forwards the signal to the container (--init); give it time to stop cleanly
+        # the engine forwards the signal to the container (--init); give it time to stop cleanly
         try:
             return proc.wait(timeout=30)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):

@@ -55,14 +55,15 @@ DATA_TARGET = ("data.target.dataset", "data.target.root", "data.target.split", "
 TARGET_VAL = ("data.target.dataset", "data.target.root", "data.target.val_split", "data.target.size",
               "data.target.city", "data.target.strict")
 MODEL_ARCH = ("model.trunk", "model.num_classes", "model.multi_level", "model.aspp_all_branches", "model.freeze_bn")
-INFER = (*MODEL_ARCH, "evaluate.batch_size", "train.device", "train.amp")
+INFER = (*MODEL_ARCH, "evaluate.batch_size", "train.device", "train.amp", "train.threads")
 TRAIN = ("model", "train")
 ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy")  # what decides S_k's weights (UPST keeps TGAA's last ones)
-SELECTORS = ("upst.bins", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
+TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy", "tgaa.weights", "tgaa.boost")  # what decides S_k's weights (UPST
+# keeps TGAA's last ones)
+SELECTORS = ("upst.bins", "upst.gmm_rule", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
 UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
 
@@ -87,12 +88,16 @@ class Row:
     adversarial: bool = False  # output-space adversarial adaptation on the target train images
     weights: str | None = None  # None (uniform), "sr" (soft balance) or "tgaa" (towards S_k, t stages)
     pseudo: bool = False  # + the target train images with pseudo labels (self-training)
-    init_from: str | None = None  # starts from this row's model instead of model.init
-    rank_from: str | None = None  # TGAA: the model that ranks the classes of stage S1
+    init_from: str | None = None  # continues this row's model (and discriminators) instead of model.init
     table: str = "table3"  # the paper table it belongs to ("" = none: the oracle)
     reads: tuple[str, ...] = ()  # config keys the training stage reads
     needs_target_labels: bool = False  # only where the target train split is labelled
     entry: str = "uplr.stages.train"  # the module whose run() trains it (its code: uplr/codedeps.py)
+    overrides: tuple[tuple[str, str], ...] = ()  # config values this row pins (a variant of another row)
+    labels: str = ""  # pseudo labels: "" = the pseudo_label stage's, else the LABELS variant's
+    steps_from: str = ""  # a control row continued from its parent: the section ("tgaa", "upst") whose
+    # iterations and lr_schedule it trains with (as long as the row it is the control for)
+    versus: str | None = None  # a variant or control: the row of Table 3 it is compared with
     doc: str = ""
 
     @property
@@ -107,10 +112,6 @@ class Row:
     def uses_class_stats(self) -> bool:
         return self.weights is not None
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Upstream models this row's training reads (its parent models in the chain)."""
-        return tuple(r for r in (self.rank_from, self.init_from) if r)
 
 
 _ROWS = (
@@ -144,8 +145,60 @@ _ROWS = (
         reads=_keys(DATA_TARGET, WORKERS, TRAIN), needs_target_labels=True,
         doc="target labels: the target-supervised upper bound (not a UDA method)"),
 )
-ROWS: dict[str, Row] = {r.id: r for r in _ROWS}
-"""Every row, in Table 3's order, the oracle last."""
+_UPST_READS = _keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR, TGAA_WEIGHTS, UPST_TRAIN,
+                    UPST_LABELS, ("evaluate.batch_size",))
+_VARIANTS = (
+    # controls: as many steps as the component's row, without the component
+    Row("sr_more", "+SR, continued (control for +TGAA)", ("AA", "IT", "SR"), "sr", "translated", adversarial=True,
+        weights="sr", init_from="sr", table="variants", steps_from="tgaa", versus="tgaa", entry="uplr.stages.train_more",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR,
+                    ("tgaa.iterations", "tgaa.lr_schedule")),
+        doc="the +SR model continued for tgaa.iterations with SR's weights over all classes: what +TGAA's "
+            "steps give without S_k"),
+    Row("tgaa_more", "+TGAA, continued (control for +UPST)", ("AA", "IT", "SR", "TGAA"), "tgaa", "translated",
+        adversarial=True, weights="tgaa", init_from="tgaa", table="variants", steps_from="upst", versus="upst",
+        entry="uplr.stages.train_more",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TRAIN, ADVERSARIAL, SR, TGAA_WEIGHTS,
+                    ("upst.iterations", "upst.lr_schedule")),
+        doc="the +TGAA model continued for upst.iterations without pseudo labels: what +UPST's steps give "
+            "without self-training"),
+    # self-training on each baseline's pseudo labels: GMM vs thresholds, end to end
+    *(Row(f"upst_{m}", f"+UPST, {m} pseudo labels", ("AA", "IT", "SR", "TGAA", "UPST"), "tgaa", "translated",
+          adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants", labels=m, versus="upst",
+          overrides=(("upst.method", m),), entry="uplr.stages.train_upst", reads=_UPST_READS,
+          doc=f"+UPST self-trained on the {m} baseline's pseudo labels instead of the GMM's")
+      for m in ("threshold", "bdl", "cbst")),
+    # the paper's choices against ours
+    Row("tgaa_scratch", "+TGAA from scratch (tgaa.init: scratch)", ("AA", "IT", "SR", "TGAA"), "sr", "translated",
+        adversarial=True, weights="tgaa", init_from="sr", table="variants", overrides=(("tgaa.init", "scratch"),),
+        versus="tgaa",
+        entry="uplr.stages.train_tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+                    ("evaluate.batch_size",)),
+        doc="TGAA trained from model.init for train.iterations (the +SR model only ranks stage 1): the "
+            "suite's earlier reading of the paper"),
+    Row("tgaa_sk_only", "+TGAA, S_k-only weights (tgaa.weights: sk_only)", ("AA", "IT", "SR", "TGAA"), "sr",
+        "translated", adversarial=True, weights="tgaa", init_from="sr", table="variants",
+        overrides=(("tgaa.weights", "sk_only"),), versus="tgaa", entry="uplr.stages.train_tgaa",
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+                    ("evaluate.batch_size",)),
+        doc="TGAA's weights by the literal formula over S_k only (SR's balance of the other classes dropped)"),
+    Row("upst_monotone", "+UPST, monotone GMM rule (upst.gmm_rule: monotone)", ("AA", "IT", "SR", "TGAA", "UPST"),
+        "tgaa", "translated", adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants",
+        labels="monotone", overrides=(("upst.gmm_rule", "monotone"),), versus="upst",
+        entry="uplr.stages.train_upst", reads=_UPST_READS,
+        doc="+UPST on GMM pseudo labels kept by the monotone rule (never a pixel more uncertain than a "
+            "rejected one) instead of the posterior rule"),
+)
+ROWS: dict[str, Row] = {r.id: r for r in (*_ROWS, *_VARIANTS)}
+"""Every row: Table 3's in order, the oracle, then the variants and controls."""
+
+LABELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "": (),
+    **{m: (("upst.method", m),) for m in ("threshold", "bdl", "cbst")},
+    "monotone": (("upst.gmm_rule", "monotone"),),
+}
+"""Pseudo-label variants: the pseudo_label stage's (``""``) and one stage per baseline."""
 
 TABLE3_COMPONENTS = ("AA", "IT", "SR", "TGAA", "UPST")
 PSEUDO_FROM = "tgaa"
@@ -166,9 +219,9 @@ def label(row_id: str) -> str:
     return ROWS[row_id].label if row_id in ROWS else row_id
 
 
-def rows_before_pseudo() -> tuple[str, ...]:
-    """Rows trained before the pseudo-label stage (everything that is not self-training)."""
-    return tuple(r.id for r in _ROWS if not r.pseudo)
+def table_rows(table: str) -> tuple[str, ...]:
+    """The rows of one table (``table3``, ``variants``, ``""`` for the oracle), in order."""
+    return tuple(r.id for r in ROWS.values() if r.table == table)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -207,3 +260,24 @@ def stage_reads(stage: str, row_id: str | None = None) -> tuple[str, ...]:
         return STAGES[stage].reads
     except KeyError:
         raise UplrError(f"unknown stage kind {stage!r}; valid: {', '.join(STAGES)}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m uplr.experiments stages TABLE [TABLE ...]``: the evaluation stages of those tables' rows
+    (``table3``, ``variants``, ``oracle``), for make targets; ``rows``: every row id."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["rows"]:
+        print(" ".join(ROWS))
+        return 0
+    if args[:1] != ["stages"] or len(args) < 2:
+        print("usage: python -m uplr.experiments stages TABLE [TABLE ...] | rows", file=sys.stderr)
+        return 2
+    tables = ["" if t == "oracle" else t for t in args[1:]]
+    print(" ".join(r.eval_stage for r in ROWS.values() if r.table in tables))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -149,8 +149,8 @@ class _Ctx:
             return f"runs/source_only/seed{lp.seed}/model.pt"
         return f"{self.run_dir(row, lp)}/model.pt"
 
-    def pseudo(self, lp: Loop) -> str:
-        return f"{lp.under('pseudo')}/upst/seed{lp.seed}/round1"
+    def pseudo(self, lp: Loop, labels: str = "") -> str:
+        return f"{lp.under('pseudo')}/{labels or 'upst'}/seed{lp.seed}/round1"
 
     def overrides(self, lp: Loop, translated: bool = False) -> str:
         """Command-line overrides of a per-city stage: its city and, where IT data is used, its folder."""
@@ -161,8 +161,10 @@ class _Ctx:
             out += f" -o translate.out={self.translated(lp)}"
         return out
 
-    def cmd(self, args: str, lp: Loop, stage: str, translated: bool = False) -> str:
-        return f"{RUNNER} uplr {args}{self.overrides(lp, translated)} --stage {lp.name(stage)}"
+    def cmd(self, args: str, lp: Loop, stage: str, translated: bool = False,
+            pinned: tuple[tuple[str, str], ...] = ()) -> str:
+        pins = "".join(f" -o {k}={v}" for k, v in pinned)
+        return f"{RUNNER} uplr {args}{self.overrides(lp, translated)}{pins} --stage {lp.name(stage)}"
 
     def code(self, entry: str, extra: tuple[str, ...] = ()) -> list[str]:
         """The stage's code dependencies: its files, a package folder where every module in it is used."""
@@ -244,12 +246,9 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     if row.uses_class_stats:
         args += f" --class-stats {CLASS_STATS}"
         data.append(CLASS_STATS)
-    if row.rank_from:
-        args += f" --rank-model {c.model(row.rank_from, lp)}"
-        data.append(c.model(row.rank_from, lp))
     if row.pseudo:
-        args += f" --pseudo {c.pseudo(lp)}"
-        data.append(c.pseudo(lp))
+        args += f" --pseudo {c.pseudo(lp, row.labels)}"
+        data.append(c.pseudo(lp, row.labels))
     if row.init_from:
         args += f" --init-model {c.model(row.init_from, lp)}"
         data.append(c.model(row.init_from, lp))
@@ -261,7 +260,7 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     if row.pseudo:  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
         outs.append(f"{run}/later_rounds")
     return lp.wrap({
-        "cmd": c.cmd(args, lp, row.train_stage, translated),
+        "cmd": c.cmd(args, lp, row.train_stage, translated, row.overrides),
         "deps": [*data, *c.lists(), *c.code(row.entry)],
         "params": _params(row.reads),
         "outs": outs,
@@ -269,15 +268,17 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     })
 
 
-def _pseudo(c: _Ctx, kind: str) -> dict[str, Any]:
+def _pseudo(c: _Ctx, kind: str, labels: str = "") -> dict[str, Any]:
     lp = c.loop()
     spec = X.STAGES[kind]
     model = c.model(X.PSEUDO_FROM, lp)
     body: dict[str, Any] = {"deps": [model, c.target(lp), *c.lists(), *c.code(spec.entry)],
                             "params": _params(spec.reads)}
     if kind == "pseudo_label":
-        out = c.pseudo(lp)
-        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --out {out} --summary {out}.json", lp, kind)
+        out = c.pseudo(lp, labels)
+        name = f"pseudo_label_{labels}" if labels else kind
+        body["cmd"] = c.cmd(f"pseudo --model {model} --seed {lp.seed} --out {out} --summary {out}.json", lp, name,
+                            pinned=X.LABELS[labels])
         body["outs"] = [out, {f"{out}.json": {"cache": False}}]
     else:
         out = f"{lp.under('metrics/pseudo_quality')}/seed{lp.seed}.json"
@@ -327,7 +328,8 @@ def stages(b: Benchmark) -> dict[str, Any]:
     for row in rows:
         if not row.pseudo:
             out[row.train_stage] = _train(c, row)
-    out["pseudo_label"] = _pseudo(c, "pseudo_label")
+    for labels in X.LABELS:
+        out[f"pseudo_label_{labels}" if labels else "pseudo_label"] = _pseudo(c, "pseudo_label", labels)
     if b.quality:
         out["pseudo_quality"] = _pseudo(c, "pseudo_quality")
     for row in rows:
@@ -467,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-check", metavar="BENCHMARK",
                     help="instead: check every dataset split the benchmark's pipeline reads (exit 1 on a problem)")
     args = ap.parse_args(argv)
-    from uplr.runtime import setup_logging
+    from uplr.logs import setup_logging
 
     setup_logging(False)
     try:

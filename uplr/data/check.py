@@ -3,6 +3,11 @@
 Every listed frame is checked for missing files, image/label size mismatch (from headers), and with
 ``full=True`` its image and label are decoded (truncated or corrupt files) and the label values are
 checked against the dataset's encoding. Each problem names the file and how to fix it.
+
+Exit status (:attr:`CheckReport.exit_status`): 0 when every listed frame is usable; 1 when there is a
+problem (with ``--strict``, a missing or size-mismatched GTA5 frame is one); 3 when the only unusable
+frames are missing or size-mismatched GTA5 frames that training skips with a warning (the official
+release has 25) - so a script never mistakes a copy with skipped frames for a complete one.
 """
 
 from __future__ import annotations
@@ -15,15 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from uplr.data.datasets import (
-    GTA5,
-    GTA5_KNOWN_UNUSABLE,
-    DataFileError,
-    SegDataset,
-    build_dataset,
-    load_rgb,
-    probe_frame,
-)
+from uplr.data.datasets import GTA5, GTA5_KNOWN_UNUSABLE, SegDataset, build_dataset
+from uplr.data.files import DataFileError, load_rgb, probe_frame
 
 FIXES = {
     "missing_image": "the file is missing: re-download/re-extract the dataset into the root (see the layout)",
@@ -65,7 +63,13 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """No problem (frames that training skips, GTA5 without ``strict``, are not problems)."""
         return not self.problems
+
+    @property
+    def exit_status(self) -> int:
+        """0: every listed frame usable; 1: problems; 3: usable, but some frames are skipped."""
+        return 1 if self.problems else 3 if self.skipped else 0
 
     @property
     def n_ok(self) -> int:
@@ -98,6 +102,8 @@ class CheckReport:
                 lines.append(f"... and {len(self.problems) - limit} more")
             if any(p.kind.startswith("missing_") for p in self.problems) and self.layout:
                 lines.append(f"expected layout:\n{self.layout}")
+        elif self.skipped:
+            lines.append(f"OK with {len(self.skipped)} of {self.listed} frames skipped (exit status 3)")
         else:
             lines.append("OK")
         return "\n".join(lines)

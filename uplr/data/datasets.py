@@ -12,189 +12,53 @@ Building a dataset checks the listed files from their PNG/JPEG headers only (exi
 image/label size agreement), never their pixels. GTA5 lists 24,966 frames of which 25 are unusable;
 those are skipped with one warning (``strict=True``: an error). Any other dataset with a missing or
 mismatched frame is an error; ``uplr data check`` (:mod:`uplr.data.check`) lists every problem.
+
+Longer than 400 lines because each of the four datasets' loaders documents its on-disk layout
+next to its code (file decoding and checks live in uplr/data/files.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
+from PIL import Image
 
 from uplr.data import labels as L
+from uplr.data.files import (  # noqa: F401 - re-exported: callers import the file helpers from here too
+    IMG_MEAN,
+    REDOWNLOAD,
+    DataFileError,
+    Frame,
+    allowed_values,
+    check_label_values,
+    count_kinds,
+    denormalize,
+    header_size,
+    is_list_path,
+    load_rgb,
+    normalize,
+    probe_frame,
+    read_index_png,
+    read_list,
+    read_synthia_label,
+    resolve_size,
+    scan_frames,
+)
 from uplr.errors import UplrError
 
 log = logging.getLogger(__name__)
 
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
 
-IMG_MEAN = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
-"""Per-channel mean in BGR order (ADVENT/AdaptSegNet/BDL), subtracted from 0..255 pixel values."""
-
 GTA5_KNOWN_UNUSABLE = 25
 """GTA5 lists 24,966 frames but only 24,941 image/label pairs are usable."""
 
 LABEL_SIZES = ("image", "native")
-
-_REDOWNLOAD = "re-download or re-extract it from the official archive"
-_SCAN_THREADS = 8
-
-
-class DataFileError(UplrError):
-    """A dataset file that is missing, unreadable, of the wrong format or holds invalid label values.
-
-    ``kind`` is one of ``missing_image``, ``missing_label``, ``unreadable_image``, ``unreadable_label``,
-    ``size_mismatch``, ``bad_label_format``, ``bad_label_values``.
-    """
-
-    def __init__(self, kind: str, path: Path | None, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.path = path
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One listed frame: its name (the list entry) and the files that hold it."""
-
-    name: str
-    image: Path
-    label: Path | None  # None: the split has no labels (NTHU train)
-
-
-# ----------------------------------------------------------------------------------------------------
-# image preprocessing
-
-
-def normalize(rgb: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> float32 3xHxW tensor: BGR order minus :data:`IMG_MEAN`, no division."""
-    bgr = np.asarray(rgb, dtype=np.float32)[:, :, ::-1] - IMG_MEAN
-    return torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))
-
-
-def denormalize(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Undo :func:`normalize` for viewing: (..., 3, H, W) BGR-minus-mean -> (..., H, W, 3) uint8 RGB."""
-    arr = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.ndim < 3 or arr.shape[-3] != 3:
-        raise ValueError(f"denormalize expects (..., 3, H, W), got shape {arr.shape}")
-    bgr = np.moveaxis(arr.astype(np.float32), -3, -1) + IMG_MEAN
-    return np.clip(np.rint(bgr[..., ::-1]), 0, 255).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------------
-# file readers (all errors name the file and the fix)
-
-
-def header_size(path: Path, kind: str) -> tuple[int, int]:
-    """(width, height) from the file header only; ``kind`` is ``image`` or ``label`` (for the error)."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise DataFileError(f"missing_{kind}", path, f"{kind} file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataFileError(
-            f"unreadable_{kind}", path, f"{kind} file {path} is not a readable image ({e}); {_REDOWNLOAD}"
-        ) from None
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully into an RGB PIL image (a truncated file is an error)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise DataFileError("missing_image", path, f"image file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataFileError(
-            "unreadable_image", path, f"image file {path} is unreadable or truncated ({e}); {_REDOWNLOAD}"
-        ) from None
-
-
-def read_index_png(path: Path, what: str) -> np.ndarray:
-    """Raw values of an 8-bit single-channel label PNG: palette indices ('P') or gray levels ('L')."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("P", "L"):
-                raise DataFileError(
-                    "bad_label_format",
-                    path,
-                    f"label file {path} has PIL mode {im.mode!r}, but {what} labels are 8-bit single-channel "
-                    f"(palette or gray) PNGs whose value is the class id; it is the wrong file or was "
-                    f"converted (e.g. to colour): {_REDOWNLOAD}",
-                )
-            return np.array(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataFileError("missing_label", path, f"label file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataFileError(
-            "unreadable_label", path, f"label file {path} is unreadable or truncated ({e}); {_REDOWNLOAD}"
-        ) from None
-
-
-def check_label_values(raw: np.ndarray, path: Path, allowed: np.ndarray, what: str) -> None:
-    """Raise if ``raw`` holds a value outside ``allowed`` (bool mask over raw values)."""
-    counts = np.bincount(raw.ravel(), minlength=len(allowed))
-    present = np.flatnonzero(counts)
-    bad = present[(present >= len(allowed)) | ~allowed[np.minimum(present, len(allowed) - 1)]]
-    if bad.size:
-        shown = ", ".join(f"{v} ({counts[v]} px)" for v in bad[:10])
-        raise DataFileError(
-            "bad_label_values",
-            path,
-            f"label file {path} holds values outside the {what} encoding: {shown}; it is corrupt or the "
-            f"wrong file (e.g. a trainId or colour image): {_REDOWNLOAD}",
-        )
-
-
-def _allowed(max_value: int, extra: Sequence[int] = ()) -> np.ndarray:
-    mask = np.zeros(max(max_value, *extra, 0) + 1, dtype=bool)
-    mask[: max_value + 1] = True
-    mask[list(extra)] = True
-    return mask
-
-
-def _resolve_size(size: Sequence[int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    try:
-        w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise UplrError(f"dataset size must be [width, height] or None, got {size!r}") from None
-    if w <= 0 or h <= 0:
-        raise UplrError(f"dataset size must be positive [width, height], got {size!r}")
-    return (w, h)
-
-
-def is_list_path(split: str) -> bool:
-    """True when ``split`` names a list file rather than a packaged official list."""
-    return "/" in split or split.endswith(".txt")
-
-
-def read_list(path: Path) -> list[str]:
-    """Non-empty, stripped lines of a list file."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise UplrError(
-            f"list file {path} does not exist; give an existing list file or a packaged split"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UplrError(f"list file {path} cannot be read ({e})") from None
-    entries = [ln.strip() for ln in lines if ln.strip()]
-    if not entries:
-        raise UplrError(f"list file {path} names no frames")
-    return entries
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -218,7 +82,7 @@ class SegDataset(torch.utils.data.Dataset):
     splits: ClassVar[tuple[str, ...]] = ()
     tolerate_unusable: ClassVar[bool] = False
     label_encoding: ClassVar[str] = ""
-    label_allowed: ClassVar[np.ndarray] = _allowed(0)
+    label_allowed: ClassVar[np.ndarray] = allowed_values(0)
 
     def __init__(
         self,
@@ -238,7 +102,7 @@ class SegDataset(torch.utils.data.Dataset):
         if label_size not in LABEL_SIZES:
             raise UplrError(f"label_size must be one of {', '.join(LABEL_SIZES)}, got {label_size!r}")
         self.split = str(self.splits[0] if split is None else split)
-        self.size = _resolve_size(size)
+        self.size = resolve_size(size)
         self.label_size = label_size
         self.strict = strict
         self.list_path = self._list_path(self.split)
@@ -279,32 +143,21 @@ class SegDataset(torch.utils.data.Dataset):
         issues = scan_frames(self.listed, desc=f"scan {self.key} list")
         if not issues:
             return
-        fatal = {
-            i: e for i, e in issues.items() if not e.kind.startswith("missing_") and e.kind != "size_mismatch"
-        }
+        fatal = {i: e for i, e in issues.items() if not e.kind.startswith("missing_") and e.kind != "size_mismatch"}
         if fatal:  # not an image at all: a corrupt file, never tolerated
             raise next(iter(fatal.values()))
         bad = sorted(issues)
         first = ", ".join(self.listed[i].name for i in bad[:5])
-        kinds = _count_kinds(issues.values())
+        kinds = count_kinds(issues.values())
         if self.tolerate_unusable and not self.strict:
             self.skipped = [(self.listed[i], issues[i]) for i in bad]
             drop = set(bad)
             self.frames = [f for i, f in enumerate(self.listed) if i not in drop]
-            log.warning(
-                "%s %s: skipping %d of %d listed frames that are unusable (%s; first: %s). The official "
-                "release has %d such frames; more means an incomplete copy: "
-                "run `uplr data check %s --root %s`.",
-                self.title,
-                self.list_path,
-                len(bad),
-                len(self.listed),
-                kinds,
-                first,
-                GTA5_KNOWN_UNUSABLE,
-                self.key,
-                self.root,
-            )
+            log.warning("%s %s: skipping %d of %d listed frames that are unusable (%s; first: %s). The official "
+                        "release has %d such frames; more means an incomplete copy: run `uplr data check %s --root "
+                        "%s` (exit status 3: frames skipped); strict: true makes them an error.", self.title,
+                        self.list_path, len(bad), len(self.listed), kinds, first, GTA5_KNOWN_UNUSABLE, self.key,
+                        self.root)
             if not self.frames:
                 raise UplrError(f"{self.title} {self.list_path}: no usable frame under {self.root}")
             return
@@ -363,7 +216,7 @@ class SegDataset(torch.utils.data.Dataset):
                 frame.label,
                 f"{self.title} frame {frame.name}: image {frame.image} is {image.width}x{image.height} "
                 f"but label "
-                f"{frame.label} is {label.shape[1]}x{label.shape[0]}; {_REDOWNLOAD}",
+                f"{frame.label} is {label.shape[1]}x{label.shape[0]}; {REDOWNLOAD}",
             )
         if self.size is not None:
             image = image.resize(self.size, Image.BILINEAR)
@@ -378,47 +231,6 @@ class SegDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"
-
-
-def _count_kinds(errors: Any) -> str:
-    counts: dict[str, int] = {}
-    for e in errors:
-        counts[e.kind] = counts.get(e.kind, 0) + 1
-    return ", ".join(f"{k}: {n}" for k, n in sorted(counts.items()))
-
-
-def probe_frame(frame: Frame) -> DataFileError | None:
-    """Header-level check of one frame: both files exist, are images, and have the same size."""
-    try:
-        isize = header_size(frame.image, "image")
-        if frame.label is None:
-            return None
-        lsize = header_size(frame.label, "label")
-    except DataFileError as e:
-        return e
-    if isize != lsize:
-        return DataFileError(
-            "size_mismatch",
-            frame.label,
-            f"frame {frame.name}: image {frame.image} is {isize[0]}x{isize[1]} but label {frame.label} is "
-            f"{lsize[0]}x{lsize[1]}",
-        )
-    return None
-
-
-def scan_frames(frames: Sequence[Frame], desc: str = "scan") -> dict[int, DataFileError]:
-    """Probe every frame's headers (threaded, I/O bound); return {index: problem} for the bad ones."""
-    with ThreadPoolExecutor(_SCAN_THREADS) as pool:
-        results = list(
-            tqdm(
-                pool.map(probe_frame, frames),
-                total=len(frames),
-                desc=desc,
-                disable=len(frames) < 2000,
-                leave=False,
-            )
-        )
-    return {i: r for i, r in enumerate(results) if r is not None}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -437,7 +249,7 @@ class GTA5(SegDataset):
     tolerate_unusable = True
     label_encoding = "GTA5 (Cityscapes labelIds 0..33, 34 = license plate)"
     # the GTA5 palette has 35 entries: labelIds 0..33 and 34 (license plate colour); all >= 34 are ignored
-    label_allowed = _allowed(L.MAX_LABEL_ID + 1)
+    label_allowed = allowed_values(L.MAX_LABEL_ID + 1)
 
     def _frame(self, entry: str) -> Frame:
         name = f"{int(entry):05d}.png" if entry.isdigit() else Path(entry).name
@@ -455,28 +267,14 @@ class SynthiaRandCityscapes(SegDataset):
     )
     splits = ("all", "split_train", "split_val")
     label_encoding = f"SYNTHIA class id (0..{L.SYNTHIA_MAX_ID})"
-    label_allowed = _allowed(L.SYNTHIA_MAX_ID)
+    label_allowed = allowed_values(L.SYNTHIA_MAX_ID)
 
     def _frame(self, entry: str) -> Frame:
         name = f"{int(entry):07d}.png" if entry.isdigit() else Path(entry).name
         return Frame(name, self.root / "RGB" / name, self.root / "GT" / "LABELS" / name)
 
     def _read_raw_label(self, path: Path) -> np.ndarray:
-        if not path.is_file():
-            raise DataFileError("missing_label", path, f"label file {path} does not exist")
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise DataFileError(
-                "unreadable_label", path, f"label file {path} is unreadable or truncated; {_REDOWNLOAD}"
-            )
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise DataFileError(
-                "bad_label_format",
-                path,
-                f"label file {path} has shape {arr.shape}, but SYNTHIA GT/LABELS are 3-channel 16-bit PNGs "
-                f"(class id in R); it is the wrong file or was converted: {_REDOWNLOAD}",
-            )
-        return arr[:, :, 2]  # OpenCV is BGR(A): index 2 is R, which holds the class id
+        return read_synthia_label(path)
 
     def _raw_to_trainid(self, raw: np.ndarray) -> np.ndarray:
         return L.synthia_to_trainid_lut()[raw]  # values were checked to be <= 22
@@ -498,7 +296,7 @@ class Cityscapes(SegDataset):
     )
     splits = ("train", "val")
     label_encoding = "Cityscapes labelIds (0..33)"
-    label_allowed = _allowed(L.MAX_LABEL_ID)
+    label_allowed = allowed_values(L.MAX_LABEL_ID)
 
     def _folder(self) -> str | None:
         if not is_list_path(self.split):
@@ -551,7 +349,7 @@ class NTHUCrossCity(SegDataset):
     splits = ("train", "test")
     # _eval.png holds Cityscapes labelIds; 255 (a conventional 'ignore') is tolerated as well
     label_encoding = "Cityscapes labelIds (0..33, 255)"
-    label_allowed = _allowed(L.MAX_LABEL_ID, extra=(L.IGNORE,))
+    label_allowed = allowed_values(L.MAX_LABEL_ID, extra=(L.IGNORE,))
 
     def __init__(
         self,

@@ -15,7 +15,9 @@ from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from uplr.errors import UplrError
 
-IGNORE = 255
+IGNORE_LABEL = 255
+"""The label value that marks an unlabelled / ignored pixel, in every trainId map (the one definition)."""
+IGNORE = IGNORE_LABEL  # short alias used inside uplr/data
 NUM_CLASSES = 19
 
 # Cityscapes labels that are scored (trainId 0..18), in trainId order.
@@ -62,7 +64,7 @@ def colorize(trainids: np.ndarray) -> np.ndarray:
     """HxW trainIds -> HxWx3 uint8 RGB with the Cityscapes palette (ignore and unknown ids black)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(PALETTE)] = np.asarray(PALETTE, dtype=np.uint8)
-    return lut[np.asarray(trainids).astype(np.intp).clip(0, 255)]
+    return lut[np.asarray(trainids).astype(np.intp).clip(0, len(lut) - 1)]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Target images with pseudo labels (self-training): the target loader, labels read from a pseudo folder.
 
-Pseudo labels are uint8 PNGs (trainIds, 255 = ignore) at ``<pseudo_dir>/<entry without .png>.png``, as
+Pseudo labels are uint8 PNGs (trainIds, :data:`~uplr.data.labels.IGNORE_LABEL` = ignore) at ``<pseudo_dir>/<entry without .png>.png``, as
 written by uplr/method/pseudo.py; they were made at the training resolution of the images.
 """
 
@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from uplr.data.files import read_index_png
+from uplr.data.labels import IGNORE_LABEL, NUM_CLASSES
 from uplr.errors import UplrError
 
 
@@ -39,8 +41,14 @@ class PseudoLabeled(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.base[i]
-        label = Image.open(self.path(self.base.names[i]))
+        path = self.path(self.base.names[i])
+        raw = read_index_png(path, "pseudo")  # a missing or corrupt file: one error naming it
+        bad = (raw >= NUM_CLASSES) & (raw != IGNORE_LABEL)
+        if bad.any():
+            raise UplrError(f"{path}: pseudo label holds values {sorted(set(raw[bad].tolist()))[:5]} outside the "
+                            f"trainIds 0..{NUM_CLASSES - 1} and {IGNORE_LABEL}; re-run the pseudo_label stage")
         h, w = item["image"].shape[-2:]
+        label = Image.fromarray(raw)
         if label.size != (w, h):
             label = label.resize((w, h), Image.NEAREST)
         item["label"] = torch.from_numpy(np.asarray(label, dtype=np.int64))

@@ -16,24 +16,29 @@ rescaled 19-class mean.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: scoring a folder of PNGs does not need it
+    import torch
+
+from uplr.data.labels import IGNORE_LABEL
 
 VOID = -1
 """Column index (``conf[:, VOID]``) of ground-truth pixels with an out-of-range prediction."""
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def confusion_matrix(pred: Any, gt: Any, num_classes: int = 19, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(pred: Any, gt: Any, num_classes: int = 19, ignore_index: int = IGNORE_LABEL) -> np.ndarray:
     """Pixel confusion matrix, shape ``(num_classes, num_classes + 1)``, int64 (see module doc).
 
     ``pred`` and ``gt`` are label maps (numpy arrays or torch tensors) of equal shape. A ground truth
@@ -66,7 +71,9 @@ class ConfusionMeter:
     the numpy matrix (same layout as :func:`confusion_matrix`).
     """
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = IGNORE_LABEL):
+        import torch
+
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.device = torch.device(device)
@@ -75,29 +82,33 @@ class ConfusionMeter:
     def reset(self) -> None:
         self._conf.zero_()
 
-    @torch.no_grad()
     def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
         """Add one batch of label maps (any equal shapes, e.g. N x H x W)."""
+        import torch
+
         if pred.shape != gt.shape:
             raise ValueError(
                 f"prediction shape {tuple(pred.shape)} differs from ground-truth shape {tuple(gt.shape)}"
             )
         n = self.num_classes
-        g = gt.reshape(-1).to(device=self.device, dtype=torch.int64)
-        p = pred.reshape(-1).to(device=self.device, dtype=torch.int64)
-        ignored = g == self.ignore_index
-        if bool(((g < 0) | (g >= n)).logical_and(~ignored).any()):
-            raise ValueError(
-                f"ground truth holds values outside [0, {n}) that are not ignore_index={self.ignore_index}; "
-                "map labels to trainIds first"
-            )
-        p = torch.where((p >= 0) & (p < n), p, torch.full_like(p, n))
-        # Ignored pixels go to one extra bin past the matrix, dropped below: no boolean indexing.
-        idx = torch.where(ignored, torch.full_like(g, n * (n + 1)), g * (n + 1) + p)
-        self._conf += torch.bincount(idx, minlength=n * (n + 1) + 1)[: n * (n + 1)]
+        with torch.no_grad():
+            g = gt.reshape(-1).to(device=self.device, dtype=torch.int64)
+            p = pred.reshape(-1).to(device=self.device, dtype=torch.int64)
+            ignored = g == self.ignore_index
+            if bool(((g < 0) | (g >= n)).logical_and(~ignored).any()):
+                raise ValueError(
+                    f"ground truth holds values outside [0, {n}) that are not ignore_index={self.ignore_index}; "
+                    "map labels to trainIds first"
+                )
+            p = torch.where((p >= 0) & (p < n), p, torch.full_like(p, n))
+            # Ignored pixels go to one extra bin past the matrix, dropped below: no boolean indexing.
+            idx = torch.where(ignored, torch.full_like(g, n * (n + 1)), g * (n + 1) + p)
+            self._conf += torch.bincount(idx, minlength=n * (n + 1) + 1)[: n * (n + 1)]
 
     def all_reduce(self) -> None:
         """Sum the matrices of all ranks (no-op outside torch.distributed)."""
+        import torch
+
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(self._conf)
 
@@ -169,6 +180,8 @@ def upsample_logits_to(logits: torch.Tensor, size: tuple[int, int] | Sequence[in
     Predictions are scored at label resolution: upsample logits, then take the argmax (never
     upsample the argmax, never downsample labels).
     """
+    import torch.nn.functional as F
+
     if logits.dim() != 4:
         raise ValueError(f"logits must be N x C x h x w, got shape {tuple(logits.shape)}")
     h, w = int(size[0]), int(size[1])

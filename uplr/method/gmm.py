@@ -4,8 +4,17 @@ For each class c the entropies I of the target pixels predicted as c are modelle
 
     P_c(I) = w_neg N(I; mu_neg, s_neg) + w_pos N(I; mu_pos, s_pos)
 
-fitted by EM with uniform initial weights. The component with the lower mean is the *certainty mode*;
-a pixel keeps its predicted class as pseudo label when its posterior for that mode is the larger one.
+fitted by EM with uniform initial weights. The component with the lower mean is the *certainty mode*.
+Two keep rules (``upst.gmm_rule``):
+
+* ``posterior`` (the paper: "pixels belonging to the certainty mode are assigned as pseudo labels"): a
+  pixel keeps its predicted class when its posterior for the certainty mode is the larger one
+  (:func:`certainty_posterior_wins`). The set this keeps need not be an entropy interval: when the
+  certainty component is the wider one, its tail also wins at high entropy (a class fitted with sd 0.157
+  vs 0.027 kept pixels with I > 0.69); when it is the narrower one, the other component can win at I ~ 0;
+* ``monotone`` (ours): keep I <= t_c, with t_c the decision boundary nearest above the certain mean
+  (:func:`uplr.method.gmm_rules.monotone_threshold`): never keeps a pixel more uncertain than a rejected
+  pixel of its class. Both rules live in :mod:`uplr.method.gmm_rules`.
 
 All classes are fitted at once, vectorised: from a C x B histogram of bin counts (weighted EM on the bin
 centres, which is what keeps memory independent of the number of target images) or from raw values

@@ -30,13 +30,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from uplr.data.labels import IGNORE_LABEL
 from uplr.errors import UplrError
-from uplr.method.gmm import GmmParams, certainty_posterior_wins, fit_gmm_1d
+from uplr.method.gmm import GmmParams, fit_gmm_1d
+from uplr.method.gmm_rules import GMM_RULES, keep_mask, kept_share_from_histogram, monotone_threshold
 from uplr.method.uncertainty import pixel_entropy
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 def class_histogram(values: torch.Tensor, classes: torch.Tensor, num_classes: int, bins: int) -> torch.Tensor:
@@ -292,28 +294,41 @@ class CbstSelector(Selector):
 
 class GmmSelector(Selector):
     """UPLR: per-class two-component GMM on normalised pixel entropy, fitted from the entropy histogram;
-    a pixel keeps its argmax class when the certainty (lower-mean) mode's posterior is the larger."""
+    a pixel keeps its argmax class by ``rule`` (uplr.method.gmm): ``posterior`` (the certainty mode's
+    posterior is the larger) or ``monotone`` (I <= the boundary nearest above the certain mean)."""
 
     name = "gmm"
 
-    def __init__(self, bins: int = 2048, max_iter: int = 500, tol: float = 1e-6, reg_covar: float = 1e-6) -> None:
+    def __init__(self, bins: int = 2048, max_iter: int = 500, tol: float = 1e-6, reg_covar: float = 1e-6,
+                 rule: str = "posterior") -> None:
         super().__init__(bins)
-        self.max_iter, self.tol, self.reg_covar = int(max_iter), float(tol), float(reg_covar)
+        if rule not in GMM_RULES:
+            raise UplrError(f"upst.gmm_rule must be one of {', '.join(GMM_RULES)}, got {rule!r}")
+        self.max_iter, self.tol, self.reg_covar, self.rule = int(max_iter), float(tol), float(reg_covar), rule
         self.params: GmmParams | None = None
+        self.thresholds: np.ndarray | None = None
+        self.fit_shares: dict[str, Any] = {}
 
     def _fit(self, stats: PixelStats) -> None:
         self.params = fit_gmm_1d(stats.entropy_hist, max_iter=self.max_iter, tol=self.tol,
                                  reg_covar=self.reg_covar)
+        self.thresholds = monotone_threshold(self.params)
+        self.fit_shares = kept_share_from_histogram(stats.entropy_hist, self.params, self.rule)
 
     def _assign(self, prob: torch.Tensor) -> torch.Tensor:
         assert self.params is not None
         pred = prob.argmax(dim=1)
-        keep = certainty_posterior_wins(pixel_entropy(prob, dim=1), pred, self.params)
+        keep = keep_mask(pixel_entropy(prob, dim=1), pred, self.params, self.rule, self.thresholds)
         return _keep(pred, keep)
 
     def summary(self) -> dict[str, Any]:
-        return {"method": self.name, "bins": self.bins, "max_iter": self.max_iter, "tol": self.tol,
-                "reg_covar": self.reg_covar, "classes": self.params.to_json() if self.params else None}
+        """Parameters, and per class the fitted statistics' kept share (``kept_share``) and the share kept
+        out of entropy order (``kept_above_rejected_share``), from the histogram; ``monotone_threshold``
+        t_c (None where infinite: keep all / none)."""
+        thr = None if self.thresholds is None else _per_class(self.thresholds)
+        return {"method": self.name, "rule": self.rule, "bins": self.bins, "max_iter": self.max_iter,
+                "tol": self.tol, "reg_covar": self.reg_covar, "monotone_threshold": thr, **self.fit_shares,
+                "classes": self.params.to_json() if self.params else None}
 
 
 SELECTORS: dict[str, type[Selector]] = {s.name: s for s in (GmmSelector, ThresholdSelector, BdlSelector,

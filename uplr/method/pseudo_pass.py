@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def selector_params(cfg, method: str) -> dict[str, Any]:
     """The parameters of pseudo-label method ``method`` from the config's ``upst`` section."""
     u = cfg.upst
-    return {"gmm": {"bins": u.bins}, "threshold": {"threshold": u.threshold}, "bdl": {"cap": u.bdl_cap, "bins": u.bins},
+    return {"gmm": {"bins": u.bins, "rule": u.gmm_rule}, "threshold": {"threshold": u.threshold}, "bdl": {"cap": u.bdl_cap, "bins": u.bins},
             "cbst": {"portion": u.cbst_portion, "bins": u.bins}}.get(method, {})
 
 

@@ -4,6 +4,16 @@ Chain: per-image class pixel counts -> class probability p_c -> image probabilit
 a class set S: all classes for SR, the top-k uncertain target classes S_k for TGAA) -> rectified
 p̂_i; source images are then drawn with probability proportional to p̂_i.
 
+TGAA's weights (:func:`uplr.method.tgaa.tgaa_weights`, ``tgaa.weights``) come in two forms:
+
+* ``sk_only``: the paper's formula read literally, p_i over the classes of S_k only; images without a
+  class of S_k fall to the 0.1 floor of p̂, so SR's balance of every other rare class is dropped;
+* ``sr_boost_sk`` (default, ours): SR's p_i over all classes, with p_c of the classes in S_k multiplied
+  by ``tgaa.boost`` (:func:`boosted_class_prob`), so TGAA adds to SR instead of replacing it.
+
+S_k's candidates are the classes present in the source (and in the evaluated class set): a class with no
+source pixel cannot be resampled, so it never takes a slot (:func:`tgaa_candidates`).
+
 The paper gives no values for λ, α, μ. p_i is tiny and depends on the dataset size (p_c ∝ 1/N_c),
 so a fixed α means nothing across datasets: :func:`auto_mu_alpha` derives μ and α from the p_i
 themselves. Those are this suite's defaults, not the paper's.
@@ -18,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uplr.data.labels import IGNORE_LABEL
 from uplr.errors import UplrError
 
 log = logging.getLogger(__name__)
@@ -26,7 +37,7 @@ log = logging.getLogger(__name__)
 LN9 = math.log(9.0)
 
 
-def image_class_counts(label: np.ndarray, num_classes: int = 19, ignore: int = 255) -> np.ndarray:
+def image_class_counts(label: np.ndarray, num_classes: int = 19, ignore: int = IGNORE_LABEL) -> np.ndarray:
     """N_c(x): pixels of each class in one train-id label map (int64, length ``num_classes``).
 
     Pixels equal to ``ignore`` are not counted; any other value outside 0..num_classes-1 is an error
@@ -185,6 +196,54 @@ def auto_mu_alpha(
     return mu, 1.0
 
 
+def boosted_class_prob(
+    p_c: Sequence[float] | np.ndarray,
+    N_c: Sequence[float] | np.ndarray,  # noqa: N803
+    boosted: Sequence[int],
+    boost: float,
+) -> np.ndarray:
+    """Class probability with the classes of S_k boosted (ours; the paper's TGAA has no such factor):
+
+        p̃_c = m_c p_c / Σ_c' m_c' p_c' N_c',   m_c = boost if c ∈ S_k else 1
+
+    p_c (:func:`class_sampling_prob`) is a per-pixel probability, Σ_c p_c N_c = 1; the normalisation keeps
+    that (Σ_c p̃_c N_c = 1), so p_i keeps SR's scale and a fixed α, μ mean the same with or without the
+    boost (the automatic α, μ do not depend on the scale anyway). boost = 1 gives SR's p_c back.
+    """
+    boost = float(boost)
+    if not (math.isfinite(boost) and boost > 0):
+        raise UplrError(f"tgaa.boost must be a finite number > 0 (1 = SR's weights), got {boost}")
+    p = np.asarray(p_c, dtype=np.float64).reshape(-1)
+    n = np.asarray(N_c, dtype=np.float64).reshape(-1)
+    if p.shape != n.shape:
+        raise UplrError(f"boosted_class_prob: p_c has {p.size} classes, N_c {n.size}")
+    m = np.where(_class_mask(p.size, boosted), boost, 1.0)
+    mass = float((m * p * n).sum())
+    return m * p / mass if mass > 0 else np.zeros_like(p)
+
+
+def class_rate_vs_uniform(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """How often each class's pixels are drawn under ``weights`` relative to uniform image sampling:
+
+        r_c = (Σ_x w_x N_c(x) / Σ_x w_x) / (Σ_x N_c(x) / n)
+
+    r_c = 1: as often as uniform sampling; NaN for a class with no source pixel. (A diagnostic, logged
+    per TGAA stage: it shows which classes a weighting favours.)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if counts.ndim != 2 or counts.shape[0] != w.size:
+        raise UplrError(f"class_rate_vs_uniform: counts {counts.shape} and {w.size} weights do not match")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise UplrError("class_rate_vs_uniform: weights must be finite, >= 0 and not all 0")
+    drawn = (w @ counts) / w.sum()
+    uniform = counts.sum(axis=0) / counts.shape[0]
+    out = np.full(counts.shape[1], np.nan)
+    ok = uniform > 0
+    out[ok] = drawn[ok] / uniform[ok]
+    return out
+
+
 @dataclass
 class SoftBalanceWeights:
     """Every intermediate of the soft-balance chain, for logging (e.g. μ and α to MLflow)."""
@@ -204,12 +263,21 @@ def soft_balance_weights(
     classes: Sequence[int] | None = None,
     mu_quantile: float = 0.5,
     spread: tuple[float, float] = (0.1, 0.9),
+    boost_classes: Sequence[int] | None = None,
+    boost: float = 1.0,
 ) -> SoftBalanceWeights:
-    """The whole chain from an n_images x C count matrix; ``alpha``/``mu`` = None: :func:`auto_mu_alpha`."""
+    """The whole chain from an n_images x C count matrix; ``alpha``/``mu`` = None: :func:`auto_mu_alpha`.
+
+    ``classes``: the set S of p_i (None: all classes). ``boost_classes``: p_c of these classes is
+    multiplied by ``boost`` (:func:`boosted_class_prob`) before p_i; the returned ``p_c`` is the boosted one.
+    """
     counts = np.asarray(counts)
     if counts.ndim != 2:
         raise UplrError(f"soft_balance_weights: counts must be n_images x C, got shape {counts.shape}")
-    p_c = class_sampling_prob(counts.sum(axis=0, dtype=np.float64), lam)
+    n_c = counts.sum(axis=0, dtype=np.float64)
+    p_c = class_sampling_prob(n_c, lam)
+    if boost_classes is not None:
+        p_c = boosted_class_prob(p_c, n_c, boost_classes, boost)
     p_i = image_sampling_prob(counts, p_c, lam, classes)
     if alpha is None or mu is None:
         auto_mu, auto_alpha = auto_mu_alpha(p_i, mu_quantile=mu_quantile, spread=spread)
@@ -225,15 +293,3 @@ def soft_balance_weights(
         alpha,
     )
     return SoftBalanceWeights(p_c=p_c, p_i=p_i, p_hat=p_hat, mu=float(mu), alpha=float(alpha))
-
-
-def sampling_weights(
-    counts: np.ndarray,
-    lam: float,
-    alpha: float | None = None,
-    mu: float | None = None,
-    classes: Sequence[int] | None = None,
-    mu_quantile: float = 0.5,
-) -> np.ndarray:
-    """p̂_i for every source image; images are drawn with probability ∝ p̂_i (not normalised here)."""
-    return soft_balance_weights(counts, lam, alpha, mu, classes, mu_quantile).p_hat

@@ -182,14 +182,16 @@ def top_k_uncertain(
 ) -> list[int]:
     """S_k: the ``k`` classes with the largest class-level entropy I^c, most uncertain first.
 
-    Ties are broken by the lower class id. ``classes`` restricts the candidates (e.g. the 16 classes
-    SYNTHIA evaluates); ``None`` means every class. ``k`` larger than the number of candidates returns
-    them all.
+    Ties are broken by the lower class id. ``classes`` restricts the candidates; ``None`` means every
+    class. TGAA passes :func:`uplr.method.tgaa.tgaa_candidates`: the classes present in the source
+    and evaluated (e.g. 16 on SYNTHIA), so a class resampling cannot touch never takes a slot. ``k``
+    larger than the number of candidates returns them all.
 
     A class that was never predicted on the target has I^c = NaN. The paper does not say what to do
     with it; our default ``nan_policy="first"`` ranks such classes as the MOST uncertain, because the
     model never commits to them on the target, which is the case resampling should help. With
-    ``nan_policy="last"`` they rank after every measured class instead.
+    ``nan_policy="last"`` they rank after every measured class instead. (What that means for each
+    ``tgaa.weights`` choice: :func:`uplr.method.tgaa.tgaa_weights`.)
     """
     if nan_policy not in NAN_POLICIES:
         raise UplrError(f"top_k_uncertain: nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")

@@ -99,7 +99,7 @@ class Reference:
 
     def label(self, row: str) -> str:
         """Display label of one of our rows (the tag itself for rows the file does not name)."""
-        return self.rows.get(row, row)
+        return self.rows.get(row) or X.label(row)
 
 
 class _Checker:
@@ -238,7 +238,8 @@ def load_reference(path: str | Path | None = None) -> Reference:
     c = _Checker(path)
     top = c.mapping(raw, "top level", ("source", "table1", "table2", "table3", "cross_city", "figure6"))
     source = c.mapping(top["source"], "source", ("title", "authors", "venue", "transcribed_from"))
-    rows = {r.id: r.label for r in X.ROWS.values()}  # the grid's rows, in display order
+    # the grid's Table 3 rows and the oracle, in display order (variants: their own table)
+    rows = {r.id: r.label for r in X.ROWS.values() if r.table in ("table3", "")}
     return Reference(
         path=path,
         source={k: c.text(v, f"source.{k}") for k, v in source.items()},

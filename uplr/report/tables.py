@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from uplr import experiments as X
 from uplr.data.labels import CLASSES_19, SUBSETS
-from uplr.io import write_text
+from uplr.io import sweep_stale, write_text
 from uplr.report import figures
 from uplr.report.reference import (
     BENCHMARKS,
@@ -38,6 +39,7 @@ from uplr.report.reference import (
 )
 from uplr.report.render import CHECK, NOT_RUN, Figure, Table, fmt, fmt_delta, fmt_paper
 from uplr.report.runs import MIOU_COLUMNS, aggregate, class_pixel_fraction, evaluation_runs
+from uplr.report.stats import PairedDelta, fmt_paired, paired_t_interval
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ VALUE_COLUMNS = [*CLASSES_19, *MIOU_COLUMNS]
 MIOU19 = "miou/19"
 EMBEDDED = "embedded"
 # files whose number depends on the runs (one per benchmark with data); stale ones are removed
-_VARIABLE_PREFIXES = ("figure6_", "table3_", "pseudo_quality_")
+_VARIABLE_PREFIXES = ("figure6_", "table3_", "pseudo_quality_", "variants_")
 
 CONVENTIONS = (
     "Cells: `mean ± std` is our mean over seeds with the sample standard deviation (n-1; no ± for one "
@@ -66,6 +68,19 @@ class Results:
 
     def get(self, benchmark: str, row: str, city: str = "") -> pd.Series | None:
         return self._index.get((benchmark, row, city))
+
+    def per_seed(self, benchmark: str, row: str, column: str, city: str = "") -> dict[int, float]:
+        """One value per seed (the newest run of each seed) of ``row``."""
+        if self.runs.empty:
+            return {}
+        g = self.runs[(self.runs["benchmark"] == benchmark) & (self.runs["row"] == row) & (self.runs["city"] == city)]
+        return {int(s): float(v) for s, v in zip(g["seed"], g[column], strict=True)} if column in g else {}
+
+    def paired(self, benchmark: str, row: str, parent: str | None, column: str = "miou/19") -> PairedDelta:
+        """The paired difference ``row`` − ``parent`` over their common seeds."""
+        if parent is None:
+            return PairedDelta(np.nan, np.nan, np.nan, 0)
+        return paired_t_interval(self.per_seed(benchmark, row, column), self.per_seed(benchmark, parent, column))
 
     def rows_of(self, benchmark: str) -> list[str]:
         return sorted({r for b, r, _ in self._index if b == benchmark})
@@ -167,19 +182,24 @@ def comparison_table(spec: ComparisonSpec, res: Results, ref: Reference) -> Tabl
 def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Reference) -> tuple[Table, Figure | None]:
     """The ablation rows with their components; the paper's mIoU and Δ only on the paper's benchmark."""
     paper_applies = benchmark == spec.benchmark
-    header = ["Method", *spec.components, "mIoU (ours)", "n", "mIoU (paper)", *(["Δ"] if paper_applies else [])]
+    header = ["Method", *spec.components, "mIoU (ours)", "n", "Δ to the row above (paired, 95% CI)",
+              "mIoU (paper)", *(["Δ ours − paper"] if paper_applies else [])]
     rows, records, found = [], [], []
     for e in spec.entries:
         r = res.get(benchmark, e.row)
         found.append(r)
         checks = [CHECK if c in e.components else "" for c in spec.components]
         ours = _ours(r, [MIOU19])[0]
+        parent = X.ROWS[e.row].parent if e.row in X.ROWS else None
+        step = res.paired(benchmark, e.row, parent)
         if paper_applies:
             tail = [fmt_paper(e.miou), NOT_RUN if r is None else fmt_delta(r[MIOU19], e.miou)]
         else:
             tail = ["different benchmark"]
-        rows.append([ref.label(e.row), *checks, ours, _n(r), *tail])
+        rows.append([ref.label(e.row), *checks, ours, _n(r), "" if parent is None else fmt_paired(step), *tail])
         rec = _record(r, [MIOU19], benchmark=benchmark, method=ref.label(e.row), row=e.row)
+        rec.update({"parent": parent or "", "delta_parent_mean": step.mean, "delta_parent_low": step.low,
+                    "delta_parent_high": step.high, "delta_parent_n": step.n, "delta_parent_shown": step.shown})
         if paper_applies:
             rec[f"{MIOU19}_paper"] = np.nan if e.miou is None else e.miou
             rec[f"{MIOU19}_delta"] = np.nan if r is None or e.miou is None else r[MIOU19] - e.miou
@@ -190,6 +210,10 @@ def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Refere
     notes = [
         f"Ours: MLflow evaluation runs of benchmark `{benchmark}`; mIoU = mean of the run's per-class IoU over "
         f"the 19 classes, then mean ± std over seeds.{_snapshots(found)} Run ids: {name}.csv.",
+        "Δ to the row above: the mean over seeds of (this row − the row above, same seed) with its 95% "
+        "t-interval; `not shown` when the interval spans 0 (the seeds do not show a gain or a loss). +TGAA "
+        "continues the +SR model and +UPST the +TGAA model (uplr/experiments.py), so their Δ includes "
+        "the extra steps: the variants table holds the controls that train as long without the component.",
         (f"Paper: {ref.citation()}, Table 3 (one run each). Δ = our mean − the paper's number."
          if paper_applies else
          f"The paper's Table 3 is measured on {BENCHMARKS[spec.benchmark]}; this is a different benchmark, "
@@ -205,6 +229,38 @@ def ablation_table(spec: AblationSpec, benchmark: str, res: Results, ref: Refere
     table = Table(name, title, header, rows, notes, text_columns=1 + len(spec.components),
                   data=pd.DataFrame(records), figures=[fig.name] if fig else [])
     return table, fig
+
+
+def variants_table(benchmark: str, res: Results) -> Table:
+    """The controls and variants of the grid, each against the Table 3 row it is an alternative to."""
+    col = "Δ this − compared row (paired, 95% CI)"
+    header = ["Variant", "compared with", "mIoU (ours)", "n", col, "Δ to its parent (paired, 95% CI)"]
+    rows, records = [], []
+    for rid in X.table_rows("variants"):
+        spec = X.ROWS[rid]
+        r = res.get(benchmark, rid)
+        versus = res.paired(benchmark, rid, spec.versus)
+        parent = res.paired(benchmark, rid, spec.parent)
+        rows.append([spec.label, X.label(spec.versus or ""), _ours(r, [MIOU19])[0], _n(r), fmt_paired(versus),
+                     fmt_paired(parent)])
+        rec = _record(r, [MIOU19], benchmark=benchmark, method=spec.label, row=rid)
+        rec.update({"versus": spec.versus, "delta_versus_mean": versus.mean, "delta_versus_low": versus.low,
+                    "delta_versus_high": versus.high, "delta_versus_n": versus.n, "parent": spec.parent,
+                    "delta_parent_mean": parent.mean, "delta_parent_low": parent.low,
+                    "delta_parent_high": parent.high, "delta_parent_n": parent.n})
+        records.append(rec)
+    name = f"variants_{benchmark}"
+    notes = [
+        f"MLflow evaluation runs of benchmark `{benchmark}`; mIoU over 19 classes, mean ± std over seeds. Each "
+        "Δ is the mean over seeds of the per-seed difference with its 95% t-interval; `not shown` when it "
+        "spans 0. Rows are defined in uplr/experiments.py (`make variants`).",
+        "Controls: `+SR, continued` trains the +SR model as many steps as +TGAA adds, without S_k, so "
+        "`+TGAA − it` is what S_k gives at equal steps; `+TGAA, continued` likewise for +UPST's pseudo labels. "
+        "`+UPST, <baseline> pseudo labels` self-trains on a threshold, BDL or CBST selection instead of the GMM.",
+        CONVENTIONS,
+    ]
+    title = f"Variants and controls, {BENCHMARKS[benchmark]}: mIoU over 19 classes (%)"
+    return Table(name, title, header, rows, notes, text_columns=2, data=pd.DataFrame(records))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -356,6 +412,9 @@ def build(runs: pd.DataFrame, ref: Reference,
         t, f = ablation_table(ref.table3, bench, res, ref)
         tables.append(t)
         figs += [f] if f else []
+    for bench in [EMBEDDED, *(b for b in res.benchmarks() if b != EMBEDDED and b in BENCHMARKS
+                              and any(res.get(b, r) is not None for r in X.table_rows("variants")))]:
+        tables.append(variants_table(bench, res))
     tables.append(cross_city_table(ref.cross_city, res, ref))
     tables.append(per_class_table(EMBEDDED, res, ref, EMBEDDED))
     for bench in [b for b in res.benchmarks() if b in BENCHMARKS and stage_rows(res, b)]:
@@ -428,6 +487,7 @@ def write(out: Path, tables: list[Table], figs: list[Figure], readme: str) -> li
 def run(out: Path, experiments: list[str] | None = None, reference: Path | None = None,
         echo: bool = True) -> list[Path]:
     """Read MLflow, write reports/ (``out``) and, with ``echo``, print the tables (the demo shows them)."""
+    sweep_stale(out, inside=True)  # temporaries a killed build left in (or next to) reports/
     ref = load_reference(reference)
     runs = evaluation_runs(experiments)
     tables, figs = build(runs, ref, lambda bench: class_pixel_fraction(bench, experiments))

@@ -14,7 +14,7 @@ from uplr.config import Config
 from uplr.data import configured
 from uplr.evaluate.inference import load_model
 from uplr.evaluate.scoring import evaluation_tags, result_metrics, score_model
-from uplr.io import write_json
+from uplr.io import sweep_stale, write_json
 from uplr.runtime import init_distributed
 from uplr.track.mlflow_run import stage_run
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Config, model_path: Path, row: str, seed: int, out: Path, stage: str,
         predictions: Path | None = None) -> dict:
-    dist = init_distributed(cfg.train.device)
+    sweep_stale(out, *([predictions] if predictions is not None else []))  # what a killed run left
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = configured.target_val(cfg)
     inputs = [Path(model_path), cfg.path(cfg.data.target.root)]
     with stage_run(cfg.tracking.experiment, stage, f"evaluate/{row}/seed{seed}", inputs,

@@ -21,7 +21,7 @@ from uplr.data import configured
 from uplr.data.labels import CLASSES_19
 from uplr.evaluate.inference import iter_probs, load_model
 from uplr.evaluate.pseudo_quality import quality_report
-from uplr.io import write_json
+from uplr.io import sweep_stale, write_json
 from uplr.method.pseudo import PixelStats
 from uplr.method.pseudo_pass import make_selector, selector_params, write_pseudo_labels
 from uplr.runtime import init_distributed
@@ -31,14 +31,17 @@ log = logging.getLogger(__name__)
 
 
 def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, summary: Path | None = None) -> None:
-    dist = init_distributed(cfg.train.device)
+    sweep_stale(out, *([summary] if summary is not None else []))  # what a killed run left
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     tags = {"kind": "pseudo_label", "benchmark": cfg.benchmark, "seed": seed, "method": cfg.upst.method}
     with stage_run(cfg.tracking.experiment, stage, f"pseudo/{cfg.upst.method}/seed{seed}",
                    [Path(model_path), cfg.path(cfg.data.target.root)], tags,
                    {"method": cfg.upst.method, **selector_params(cfg, cfg.upst.method)}) as mlrun:
         model = load_model(cfg, model_path, dist.device)
         result = write_pseudo_labels(cfg, model, dist.device, out)
-        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all")})
+        shares = zip(CLASSES_19, result["kept_share"], strict=False)  # per class: logged for every rule
+        mlrun.log_metrics({"kept_share_all": result.get("kept_share_all"),
+                           **{f"kept_share/{c}": v for c, v in shares if v is not None}})
         if summary is not None:
             write_json(summary, result)
             mlrun.log_artifact(summary)
@@ -46,7 +49,8 @@ def run_pseudo(cfg: Config, model_path: Path, out: Path, seed: int, stage: str, 
 
 def run_quality(cfg: Config, model_path: Path, out: Path, seed: int, stage: str) -> dict[str, Any]:
     """Precision / coverage of each pseudo-label method on the target train split's ground truth."""
-    dist = init_distributed(cfg.train.device)
+    sweep_stale(out)  # what a killed run left
+    dist = init_distributed(cfg.train.device, cfg.train.threads)
     ds = configured.target_train(cfg)
     if not ds.has_labels:
         log.warning("target train split has no labels: no pseudo-label quality report")

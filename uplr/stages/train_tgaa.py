@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from uplr.config import Config
+from uplr.config import Config, check_tgaa
 from uplr.data import configured
 from uplr.data.labels import CLASSES_19
 from uplr.evaluate.inference import iter_probs, load_model
-from uplr.evaluate.scoring import log_evaluation, score_model
+from uplr.evaluate.scoring import log_evaluation, score_model, subsets_for
 from uplr.io import write_json
-from uplr.method.resampling import soft_balance_weights
-from uplr.method.uncertainty import ClassEntropyMeter, top_k_uncertain
+from uplr.method.tgaa import tgaa_weights, weights_for_s_k
+from uplr.method.uncertainty import ClassEntropyMeter
 from uplr.train.loop import Trainer, TrainJob
 from uplr.train.rowrun import continue_from, plain_job, train_row
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def build(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[TrainJob, list[Path]]:
     job, inputs = plain_job(cfg, row, seed, args)
+    check_tgaa(cfg, configured.load_counts(args["class_stats"], len(job.labeled)), str(args["class_stats"]))
     parent = Path(args["init_model"])
     if cfg.tgaa.init == "sr":
         continue_from(job, parent, cfg.tgaa.iterations, cfg.tgaa.lr_schedule)
@@ -41,8 +42,8 @@ def build(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[Train
     return job, inputs + [Path(args["class_stats"]), parent]
 
 
-def rank_classes(cfg: Config, model, dist) -> tuple[list[int], np.ndarray]:
-    """S_k: the k classes with the highest class-level entropy on the target train split."""
+def rank_classes(cfg: Config, model, dist) -> np.ndarray:
+    """I^c: the class-level entropy on the target train split (NaN: never predicted); S_k: tgaa_weights."""
     was = model.training
     model.eval()
     meter = ClassEntropyMeter(cfg.model.num_classes)
@@ -52,13 +53,12 @@ def rank_classes(cfg: Config, model, dist) -> tuple[list[int], np.ndarray]:
     meter.all_reduce()
     model.train(was)
     ent = meter.value
-    return top_k_uncertain(ent, cfg.tgaa.k, nan_policy=cfg.tgaa.nan_policy), ent
+    return ent
 
 
-def sk_weights(cfg: Config, counts: np.ndarray, s_k: list[int]):
-    """p̂_i of the source images for the resampling classes S_k."""
-    r = cfg.resample
-    return soft_balance_weights(counts, r.lam, r.alpha, r.mu, s_k, r.mu_quantile)
+def sk_weights(cfg: Config, counts: np.ndarray, s_k: list[int]) -> np.ndarray:
+    """p̂_i of the source images for the resampling classes S_k (``tgaa.weights``: S_k boosted or alone)."""
+    return weights_for_s_k(counts, s_k, cfg.tgaa, cfg.resample)[0]
 
 
 def fit(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any], mlrun, stage: str, seed: int,
@@ -68,6 +68,7 @@ def fit(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any], mlru
     bounds = [round(job.iterations * (s + 1) / t) for s in range(t)]
     val = configured.target_val(cfg)
     counts = configured.load_counts(args["class_stats"], len(job.labeled))
+    evaluated = sorted(set().union(*subsets_for(cfg).values()))  # S_k candidates: evaluated, in the source
     history = trainer.extra.setdefault("tgaa", [])
     for s in range(1, t + 1):
         if s <= len(history) and "iou" in history[s - 1]:
@@ -75,12 +76,11 @@ def fit(cfg: Config, trainer: Trainer, job: TrainJob, args: dict[str, Any], mlru
         if s > len(history):  # rank at the start of the stage with the model being trained
             scratch = s == 1 and job.init_model is None  # variant: the +SR model ranks stage 1
             ranker = load_model(cfg, args["init_model"], trainer.device) if scratch else trainer.model
-            s_k, ent = rank_classes(cfg, ranker, trainer.dist)
-            w = sk_weights(cfg, counts, s_k)
-            history.append({"stage": s, "S_k": s_k, "S_k_names": [CLASSES_19[c] for c in s_k],
+            ent = rank_classes(cfg, ranker, trainer.dist)
+            w, s_k, info = tgaa_weights(counts, ent, cfg.tgaa, cfg.resample, evaluated)
+            history.append({"stage": s, "S_k_names": [CLASSES_19[c] for c in s_k],
                             "class_entropy": [None if np.isnan(v) else float(v) for v in ent],
-                            "weights": w.p_hat.tolist(), "mu": w.mu, "alpha": w.alpha,
-                            "p_i_nonzero": int((w.p_i > 0).sum())})
+                            "weights": w.tolist(), **info})
             mlrun.log_metrics({f"tgaa/entropy/{CLASSES_19[c]}": v for c, v in enumerate(ent) if not np.isnan(v)},
                               step=s)
             mlrun.set_tags({f"uplr.tgaa.S{s}": ",".join(CLASSES_19[c] for c in s_k)})

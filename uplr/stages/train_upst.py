@@ -21,7 +21,7 @@ from uplr.data.labels import CLASSES_19
 from uplr.data.pseudo_labeled import PseudoLabeled
 from uplr.errors import UplrError
 from uplr.method.pseudo_pass import write_pseudo_labels
-from uplr.method.resampling import soft_balance_weights
+from uplr.method.tgaa import weights_for_s_k
 from uplr.train import checkpoint as ckpt
 from uplr.train.loop import Trainer, TrainJob
 from uplr.train.rowrun import continue_from, train_row
@@ -41,9 +41,8 @@ def build(cfg: Config, row: str, seed: int, args: dict[str, Any]) -> tuple[Train
     if not s_k:
         raise UplrError(f"{parent}: the model has no TGAA classes (meta tgaa_S_k); +UPST continues the +TGAA "
                         "model: re-run its stage (dvc repro train_tgaa)")
-    r = cfg.resample
     counts = configured.load_counts(args["class_stats"], len(src))
-    job.labeled_weights = soft_balance_weights(counts, r.lam, r.alpha, r.mu, list(s_k), r.mu_quantile).p_hat
+    job.labeled_weights = weights_for_s_k(counts, list(s_k), cfg.tgaa, cfg.resample)[0]  # under tgaa.weights
     job.fingerprint_extra["S_k"] = list(s_k)
     log.info("+UPST draws the source towards TGAA's last S_k = %s", [CLASSES_19[c] for c in s_k])
     inputs = [cfg.path(cfg.translate.out), cfg.path(cfg.data.target.root), Path(args["pseudo"]), parent,

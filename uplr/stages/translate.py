@@ -60,11 +60,12 @@ def run(cfg: Config, stage: str = "translate", manifest: Path | None = None) -> 
                     shutil.copyfile(src.label_path(i), tmp / rel_lbl)
                     srcs.append(src.image_path(i))
                     outs.append(tmp / rel_img)
-                style = translate_files(srcs, [trg.image_path(j) for j in range(len(trg))], outs, t.beta, t.seed)
+                style = translate_files(srcs, [trg.image_path(j) for j in range(len(trg))], outs, t.beta, t.seed,
+                                        window=t.window)
                 for extra in ("all.txt",):
                     if (src.root / extra).is_file():
                         shutil.copyfile(src.root / extra, tmp / extra)
-            info = {"method": "fda", "beta": t.beta, "seed": t.seed, "n_images": len(src),
+            info = {"method": "fda", "beta": t.beta, "window": t.window, "seed": t.seed, "n_images": len(src),
                     "style_image": {str(src.names[i]) if hasattr(src, "names") else str(i): trg.names[int(s)]
                                     for i, s in enumerate(style)}}
         if manifest is not None:

@@ -136,6 +136,12 @@ def image_reference() -> str:
     return os.environ.get("UPLR_IMAGE", "host")
 
 
+def image_base() -> str:
+    """The base image the container image was built on (its OCI base labels, passed in by the docker
+    runner as ``name@digest``), or ``none`` on the host or for an unlabelled image."""
+    return os.environ.get("UPLR_IMAGE_BASE", "none")
+
+
 def _stat_signature(path: Path) -> str:
     """size and mtime of a file, or of every file under a folder (sorted): changes when the content is
     rewritten, without reading it. Used only where DVC has no hash for the path."""

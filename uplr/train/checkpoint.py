@@ -3,11 +3,17 @@
 A killed run resumes from ``<resume_dir>/last.pt`` and ends with the same metrics as an uninterrupted
 one: the samplers are pure functions of ``(seed, step)`` (uplr/train/sampler.py), so the step counter
 plus the states saved here are all that is needed. A checkpoint carries the fingerprint of the job
-that wrote it; one written for other settings is ignored (logged), never silently resumed.
+that wrote it; one written for other settings is ignored (logged), never silently resumed. It also
+carries the id of the MLflow run that wrote it, so that a resumed stage continues that run.
+
+Files are written byte-for-byte deterministically: ``torch.save`` to a path names the zip archive
+inside after the file (here a random temporary name), so the same weights gave a new md5 on each save;
+we serialise to memory (fixed archive name) and write the bytes atomically.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 from pathlib import Path
@@ -39,9 +45,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def to_bytes(state: dict[str, Any]) -> bytes:
+    """``torch.save`` into memory: the same state always gives the same bytes (no file name inside)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
+    data = to_bytes(state)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(data)
+
+
+def peek_run_id(resume_dir: Path | None, fingerprint: str) -> str | None:
+    """The MLflow run id stored in the checkpoint that :func:`load_resume` would resume, else None."""
+    if resume_dir is None or not (Path(resume_dir) / LAST).is_file():
+        return None
+    try:
+        state = torch.load(Path(resume_dir) / LAST, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - load_resume reports an unreadable file with the fix
+        return None
+    if state.get("fingerprint") != fingerprint:
+        return None
+    return state.get("run_id")
 
 
 def load_resume(resume_dir: Path | None, fingerprint: str) -> dict[str, Any] | None:

@@ -32,10 +32,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from uplr.config import Config
+from uplr.data.labels import IGNORE_LABEL
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES_IGNORE = 255
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -105,7 +105,7 @@ class _Placeholder(torch.utils.data.Dataset):
 def _batch(n: int, size: tuple[int, int], classes: int, gen: torch.Generator, device: torch.device) -> dict:
     h, w = size
     label = torch.randint(0, classes, (n, h, w), generator=gen)
-    label[:, : h // 8] = NUM_CLASSES_IGNORE  # some ignored pixels, as real labels have
+    label[:, : h // 8] = IGNORE_LABEL  # some ignored pixels, as real labels have
     return {"image": torch.randn(n, 3, h, w, generator=gen).to(device), "label": label.to(device)}
 
 

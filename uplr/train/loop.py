@@ -25,14 +25,26 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uplr.config import Config
+from uplr.data.labels import IGNORE_LABEL
 from uplr.io import atomic_path
-from uplr.runtime import Dist, autocast, barrier, seed_everything
+from uplr.runtime import (
+    Dist,
+    StageStopped,
+    any_rank,
+    autocast,
+    barrier,
+    deferred_stop,
+    seed_everything,
+    stop_requested,
+)
 from uplr.train import checkpoint as ckpt
+from uplr.train import guards
+from uplr.train.guards import NonFiniteLoss  # noqa: F401 - re-exported
 from uplr.train.sampler import UniformStepSampler, WeightedStepSampler
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 
 @dataclass
@@ -63,6 +75,11 @@ def _fingerprint(cfg: Config, job: TrainJob) -> str:
         "extra": job.fingerprint_extra,
     }
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resume_run_id(cfg: Config, job: TrainJob, resume_dir: Path | None) -> str | None:
+    """The MLflow run of the checkpoint this job would resume (reopen it: one run per stage run)."""
+    return ckpt.peek_run_id(resume_dir, _fingerprint(cfg, job))
 
 
 def poly_factor(step: int, total: int, power: float) -> float:
@@ -184,6 +201,7 @@ class Trainer:
             "curve": self.curve,
             "window": self.window,
             "extra": self.extra,
+            "run_id": getattr(self.run, "run_id", None),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -202,6 +220,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.dist.rank == 0 and self.resume_dir is not None:
+            guards.check_weights(self, "the resumable checkpoint")
             ckpt.save(Path(self.resume_dir) / ckpt.LAST, self._state())
         barrier()
 
@@ -233,11 +252,13 @@ class Trainer:
             logs["loss_pseudo"] = float(loss_p.detach())
         if self.discs and tgt is not None:
             logs.update(self._adversarial_step(out_s, tuple(img.shape[-2:]), tgt))
+        guards.check_step(self, logs)
         self.opt.step()
         self.sched.step()
         for lv, o in self.d_opts.items():
             o.step()
             self.d_scheds[lv].step()
+        guards.check_update(self, logs)
         logs["lr"] = self.sched.get_last_lr()[0]
         return logs
 
@@ -290,26 +311,47 @@ class Trainer:
         pse = _stream(job.pseudo, cfg, job, self.dist, start, 3) if job.pseudo is not None else None
         bar = tqdm(range(start, stop), desc=job.name, disable=self.dist.rank != 0, mininterval=2.0,
                    initial=start, total=job.iterations)
-        for _ in bar:
-            logs = self.train_step(next(src), next(tgt) if tgt else None, next(pse) if pse else None)
-            self.step += 1
-            for k, v in logs.items():
-                self.window.setdefault(k, []).append(v)
-            if self.step % cfg.train.log_every == 0 or self.step == job.iterations:
-                row = {k: float(np.mean(v)) for k, v in self.window.items()}
-                row["lr"] = logs["lr"]
-                self.window = {}
-                self.curve.append({"step": self.step, **row})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "lr"})
-                if self.run is not None:
-                    self.run.log_metrics({f"train/{k}": v for k, v in row.items()}, step=self.step)
-            if self.step % cfg.train.checkpoint_every == 0 and self.step < job.iterations:
-                self.save_checkpoint()
+        with deferred_stop():  # SIGTERM/SIGINT: finish the step, checkpoint, then stop
+            for _ in bar:
+                try:
+                    batches = (next(src), next(tgt) if tgt else None, next(pse) if pse else None)
+                except Exception:
+                    if not stop_requested():
+                        raise
+                    batches = None  # Ctrl-C reached the loader workers too: stop before this step
+                if batches is not None:
+                    self._one_step(*batches, bar)
+                if any_rank(bool(stop_requested()))[0]:
+                    self.save_checkpoint()
+                    bar.close()
+                    where = (f"at step {self.step} of {job.iterations}"
+                             + (f"; checkpoint {Path(self.resume_dir) / ckpt.LAST} resumes it (dvc repro)"
+                                if self.resume_dir is not None else " (no --resume-dir: nothing to resume)"))
+                    raise StageStopped(stop_requested() or 15, where)
         self.save_checkpoint()
+
+    def _one_step(self, src: dict, tgt: dict | None, pse: dict | None, bar) -> None:
+        """One optimisation step plus its bookkeeping: curve window, MLflow row, periodic checkpoint."""
+        job, cfg = self.job, self.cfg
+        logs = self.train_step(src, tgt, pse)
+        self.step += 1
+        for k, v in logs.items():
+            self.window.setdefault(k, []).append(v)
+        if self.step % cfg.train.log_every == 0 or self.step == job.iterations:
+            row = {k: float(np.mean(v)) for k, v in self.window.items()}
+            row["lr"] = logs["lr"]
+            self.window = {}
+            self.curve.append({"step": self.step, **row})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "lr"})
+            if self.run is not None:
+                self.run.log_metrics({f"train/{k}": v for k, v in row.items()}, step=self.step)
+        if self.step % cfg.train.checkpoint_every == 0 and self.step < job.iterations:
+            self.save_checkpoint()
 
     def write_outputs(self, model_path: Path, curve_path: Path | None, meta: dict[str, Any]) -> None:
         if self.dist.rank != 0:
             return
+        guards.check_weights(self, str(model_path))
         ckpt.save_model(model_path, self.model.state_dict(),
                         {**meta, "step": self.step, "chain_step": self.job.step_offset + self.step},
                         {k: getattr(d, "module", d).state_dict() for k, d in self.discs.items()})

@@ -23,12 +23,13 @@ from uplr.codedeps import code_hash
 from uplr.config import Config
 from uplr.data import configured
 from uplr.errors import UplrError
+from uplr.io import sweep_stale
 from uplr.reads import values
 from uplr.runtime import Dist, init_distributed
 from uplr.track import lineage
 from uplr.track.mlflow_run import stage_run
 from uplr.train import checkpoint as ckpt
-from uplr.train.loop import Trainer, TrainJob
+from uplr.train.loop import Trainer, TrainJob, resume_run_id
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path |
     (UPST's later rounds); its outputs are the ones written.
     """
     row = X.row(row_id)
-    dist: Dist = init_distributed(cfg.train.device)
+    dist: Dist = init_distributed(cfg.train.device, cfg.train.threads)
     job, inputs = build(cfg, row_id, seed, args)
     if job.init_model is None and cfg.model.init != "scratch":
         inputs = [*inputs, cfg.path(cfg.model.init)]  # the init weights' hash enters the lineage too
@@ -126,7 +127,10 @@ def train_row(cfg: Config, row_id: str, seed: int, out: Path, resume_dir: Path |
         tags.update({"parent.row": ckpt.load_meta(job.init_model).get("row", ""), "parent.md5": md5,
                      "parent.run_id": find_run_by_output(cfg.tracking.experiment, md5)})
     out = Path(out)
-    with stage_run(cfg.tracking.experiment, stage, f"train/{row_id}/seed{seed}", inputs, tags, mlflow_params) as mlrun:
+    sweep_stale(out / "model.pt", out / "train_log.csv", out / "tgaa_stages.json")  # what a killed run left
+    # a resumed stage reopens the MLflow run of its checkpoint: one run per stage run
+    with stage_run(cfg.tracking.experiment, stage, f"train/{row_id}/seed{seed}", inputs, tags, mlflow_params,
+                   resume_run_id=resume_run_id(cfg, job, resume_dir)) as mlrun:
         trainer = Trainer(cfg, job, dist, run=mlrun, resume_dir=resume_dir)
         if fit is None:
             trainer.fit()
