@@ -98,10 +98,15 @@ def stage_runs(dvc_yaml: Path, variables: dict[str, Any]) -> dict[str, int]:
 
 def row_iterations(p: dict[str, Any], row: str) -> int:
     """Iterations one run of ``row``'s training stage adds (Table 3's chain: TGAA and UPST continue)."""
-    if row == "upst":
+    from uplr.experiments import ROWS
+
+    r = ROWS.get(row)
+    section = (r.steps_from or ("upst" if r.pseudo else "tgaa" if r.init_from else "")) if r else ""
+    if section == "upst":
         return int(p["upst"]["iterations"]) * int(p["upst"].get("rounds", 1))
-    if row == "tgaa" and p.get("tgaa", {}).get("init", "sr") == "sr":
-        return int(p["tgaa"]["iterations"])  # steps added to the +SR model
+    tgaa_init = dict(r.overrides).get("tgaa.init", p.get("tgaa", {}).get("init", "sr")) if r else "sr"
+    if section == "tgaa" and tgaa_init == "sr":
+        return int(p["tgaa"]["iterations"])  # steps added to the model it continues
     return int(p["train"]["iterations"])
 
 
