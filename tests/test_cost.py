@@ -73,10 +73,10 @@ def test_measure_row_relations(tmp_path):
     # same source and target size: forward + backward of one image is 2-3x its forward (conv1 has no
     # input gradient, so a little under 3x)
     assert 2.5 * inf < so["flops_per_iteration"] < 3.0 * inf
-    # UPST: a second labelled image of the same size: twice the source-only iteration
-    assert up["flops_per_iteration"] == pytest.approx(2 * so["flops_per_iteration"], rel=1e-6)
-    # AA: + target forward and backward (the adversarial gradient) + discriminators: more than UPST
-    assert aa["flops_per_iteration"] > up["flops_per_iteration"]
+    # AA: + target forward and backward (the adversarial gradient) + discriminators: more than twice
+    assert aa["flops_per_iteration"] > 2 * so["flops_per_iteration"]
+    # UPST = AA + one more labelled target image (the pseudo labels): AA + the source-only iteration
+    assert up["flops_per_iteration"] == pytest.approx(aa["flops_per_iteration"] + so["flops_per_iteration"], rel=1e-6)
     assert aa["discriminator_weight_bytes"] > 0 and so["discriminator_weight_bytes"] == 0
     assert 0 < so["peak_step_bytes"] < aa["peak_step_bytes"]
     # FLOPs grow with the pixels: 4x the pixels, about 4x the FLOPs (less on tiny maps: the stride-8
@@ -97,7 +97,10 @@ def test_stage_runs_counts_foreach_and_matrix(tmp_path):
 
 
 def _measured(tmp_path: Path) -> Path:
+    from uplr.experiments import ROWS
+
     rows = ("source_only", "oracle", "aa", "it", "sr", "tgaa", "upst")
+    rows += tuple(r for r in ROWS if r not in rows)  # the grid's controls and variants
     costs = {r: {"flops_per_iteration": 1e12 * (k + 1), "inference_flops_per_target_image": 0.5e12,
                  "peak_step_bytes": 1, "weight_bytes": 1} for k, r in enumerate(rows)}
     p = tmp_path / "m.json"
@@ -113,8 +116,13 @@ def test_schedule_uses_the_pipeline_and_its_params(tmp_path):
     so = by["train_source_only"]
     assert (so.runs, so.units, so.flops_per_unit) == (3, 120_000, 1e12)  # 3 seeds, params.yaml iterations
     assert by["train_upst"].flops_per_unit == 7e12
+    assert by["train_tgaa"].units == 40_000  # tgaa.iterations: steps added to the +SR model
     ev = by["evaluations (val, every row)"]
-    assert (ev.runs, ev.units) == (21, 500)  # 7 rows x 3 seeds, 500 Cityscapes val images
+    import yaml
+
+    n_eval = sum(k.startswith("evaluate_") for k in yaml.safe_load(
+        (REPO / "pipelines/gta5_cityscapes/dvc.yaml").read_text())["stages"])
+    assert (ev.runs, ev.units) == (3 * n_eval, 500)  # every evaluated row x 3 seeds, 500 Cityscapes val images
     text = R.format_report("gta5_cityscapes", items, notes, measured)
     assert text.startswith("ESTIMATE")
     assert "not verified by us" in text and "ProDA" in text

@@ -10,7 +10,7 @@ the repository (git + DVC project, as tests/test_pipelines.py does), where
   (:mod:`uplr.model.peer_layout`), ``dvc add``-ed;
 * the copy's params.yaml keeps the paper-scale settings (ResNet-101, 1280x720 / 1024x512 crops, ...)
   except the counts: one seed, the fakes' list files, ``train.iterations`` and ``upst.iterations`` = 2
-  (TGAA: 2 stages of 1), evaluation batch 1, no DataLoader workers; Cross-City runs one city (Rome).
+  (TGAA: ``tgaa.iterations`` 2, in 2 stages of 1), evaluation batch 1, no DataLoader workers; Cross-City runs one city (Rome).
 
 Stages run one at a time, in the order ``dvc repro`` runs them (DVC's stage graph), each through ``dvc repro -s``, so that
 each one's wall time and peak RSS (``os.wait4``: the largest process of the stage's process tree,
@@ -121,7 +121,7 @@ def smoke_params(params: dict, data: dict, iterations: int, scale: float) -> dic
         "seeds": [0],
         "data": {"num_workers": 0, **data},
         "train": {"iterations": iterations, "checkpoint_every": iterations, "log_every": 1},
-        "tgaa": {"stages": min(2, iterations)},
+        "tgaa": {"stages": min(2, iterations), "iterations": iterations},
         "upst": {"iterations": iterations},
         "evaluate": {"batch_size": 1},
     }

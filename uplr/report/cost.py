@@ -7,7 +7,8 @@ Inputs:
   :mod:`uplr.train.cost`), and the forward FLOPs of one target image (inference passes);
 * the schedule: the training stages of ``pipelines/<benchmark>/dvc.yaml`` (one per seed, per city for
   Cross-City's matrix stages) and their iterations from its params.yaml (``train.iterations``;
-  ``upst.iterations`` x ``upst.rounds`` for UPST); the inference passes (evaluations, TGAA's per-stage
+  ``tgaa.iterations`` for TGAA continuing the +SR model; ``upst.iterations`` x ``upst.rounds`` for UPST);
+  the inference passes (evaluations, TGAA's per-stage
   ranking and evaluation, pseudo labels) over the packaged official lists' image counts;
 * an assumed device: one H100 at :data:`H100_BF16_DENSE` FLOP/s (bf16 dense tensor-core peak, NVIDIA's
   datasheet figure for the SXM part) at a stated utilisation (:data:`UTILISATIONS`).
@@ -28,7 +29,6 @@ from typing import Any
 
 import yaml
 
-from uplr import experiments as X
 from uplr.errors import UplrError
 
 H100_BF16_DENSE = 990e12
@@ -96,6 +96,20 @@ def stage_runs(dvc_yaml: Path, variables: dict[str, Any]) -> dict[str, int]:
     return runs
 
 
+def row_iterations(p: dict[str, Any], row: str) -> int:
+    """Iterations one run of ``row``'s training stage adds (Table 3's chain: TGAA and UPST continue)."""
+    from uplr.experiments import ROWS
+
+    r = ROWS.get(row)
+    section = (r.steps_from or ("upst" if r.pseudo else "tgaa" if r.init_from else "")) if r else ""
+    if section == "upst":
+        return int(p["upst"]["iterations"]) * int(p["upst"].get("rounds", 1))
+    tgaa_init = dict(r.overrides).get("tgaa.init", p.get("tgaa", {}).get("init", "sr")) if r else "sr"
+    if section == "tgaa" and tgaa_init == "sr":
+        return int(p["tgaa"]["iterations"])  # steps added to the model it continues
+    return int(p["train"]["iterations"])
+
+
 def _list_len(dataset: str, split: str, city: str = "") -> int | None:
     """Lines of a packaged official list (None if it is not packaged)."""
     from uplr.data.datasets import LISTS_DIR
@@ -123,17 +137,10 @@ def schedule(repo: Path, benchmark: str, measured: dict[str, Any]) -> tuple[list
         if not base.startswith("train_"):
             continue
         row = base[len("train_"):]
-        if row in X.ROWS and X.ROWS[row].table not in ("table3", ""):
-            continue  # the variants and controls (`make variants`) are not the paper's schedule
         if row not in costs:
             raise UplrError(f"{measured['_path']}: no measured cost for row {row!r}; rerun "
                             f"make reproduce BENCHMARK={benchmark} SMOKE=1")
-        if row == "upst":  # continues +TGAA for upst.iterations per round
-            iters = p["upst"]["iterations"] * p["upst"].get("rounds", 1)
-        elif row == "tgaa" and p["tgaa"].get("init", "sr") == "sr":  # continues +SR for tgaa.iterations
-            iters = p["tgaa"]["iterations"]
-        else:
-            iters = p["train"]["iterations"]
+        iters = row_iterations(p, row)
         items.append(Item(name, n, int(iters), float(costs[row]["flops_per_iteration"]), "train"))
     # inference passes over the full splits (forward only, target size)
     tgt = p["data"]["target"]
@@ -144,9 +151,7 @@ def schedule(repo: Path, benchmark: str, measured: dict[str, Any]) -> tuple[list
     infer = max(float(c["inference_flops_per_target_image"]) for c in costs.values())
     if n_train and n_val:
         t = p["tgaa"]["stages"]
-        evals = sum(n for name, n in runs.items() if name.startswith("evaluate_")
-                    and X.ROWS.get(name.split("@", 1)[0][len("evaluate_"):], X.ROWS["source_only"]).table
-                    in ("table3", ""))
+        evals = sum(n for name, n in runs.items() if name.startswith("evaluate_"))
         pseudo = sum(n for name, n in runs.items() if name.startswith("pseudo_"))
         tgaa = sum(n for name, n in runs.items() if name.startswith("train_tgaa"))
         items.append(Item("evaluations (val, every row)", evals, n_val, infer, "inference"))

@@ -76,19 +76,18 @@ def row_shape(cfg: Config, row: str) -> dict[str, Any]:
 
     Sizes are (height, width). source_only/aa/it/sr/tgaa/upst read the source at ``data.source.size``;
     the oracle reads the target at ``data.target.size``; aa/it/sr/tgaa add an unlabelled target image
-    and the discriminators; upst adds a pseudo-labelled target image (no discriminator).
+    and the discriminators; upst keeps them (it continues the +TGAA model with its adversarial term) and
+    adds a pseudo-labelled target image.
     """
+    from uplr.experiments import ROWS  # the experiment grid: every row's streams
+
+    if row not in ROWS:
+        raise ValueError(f"unknown row {row!r}")
+    r = ROWS[row]
     src = tuple(reversed(cfg.data.source.size))
     tgt = tuple(reversed(cfg.data.target.size))
-    if row == "oracle":
-        return {"labeled": tgt, "target": None, "pseudo": None, "adversarial": False}
-    if row == "source_only":
-        return {"labeled": src, "target": None, "pseudo": None, "adversarial": False}
-    if row in ("aa", "it", "sr", "tgaa"):
-        return {"labeled": src, "target": tgt, "pseudo": None, "adversarial": True}
-    if row == "upst":
-        return {"labeled": src, "target": None, "pseudo": tgt, "adversarial": False}
-    raise ValueError(f"unknown row {row!r}")
+    return {"labeled": tgt if r.labeled == "target" else src, "target": tgt if r.adversarial else None,
+            "pseudo": tgt if r.pseudo else None, "adversarial": bool(r.adversarial)}
 
 
 class _Placeholder(torch.utils.data.Dataset):
@@ -112,24 +111,28 @@ def _batch(n: int, size: tuple[int, int], classes: int, gen: torch.Generator, de
 def _meta_step():
     """What the training step does with data, made shape-only for meta tensors, inside the block.
 
-    ``float(t)`` of a meta tensor is 0.0 (the step logs its losses as floats), and ``autocast`` on the
+    ``float(t)`` of a meta tensor is 0.0 (the step logs its losses as floats), ``bool(t)`` is True (its
+    finiteness guards, uplr/train/guards.py), and ``autocast`` on the
     meta device is a no-op context (torch has no autocast for it; the measurement is fp32, as on the CPU).
     """
     from uplr.train import loop
 
-    original_float, original_autocast = torch.Tensor.__float__, loop.autocast
+    original_float, original_bool, original_autocast = torch.Tensor.__float__, torch.Tensor.__bool__, loop.autocast
 
     def _float(self: torch.Tensor) -> float:
         return 0.0 if self.device.type == "meta" else original_float(self)
 
+    def _bool(self: torch.Tensor) -> bool:  # the step's finiteness guards: a meta tensor "is finite"
+        return True if self.device.type == "meta" else original_bool(self)
+
     def _autocast(device: torch.device, enabled: bool = True):
         return contextlib.nullcontext() if device.type == "meta" else original_autocast(device, enabled)
 
-    torch.Tensor.__float__, loop.autocast = _float, _autocast
+    torch.Tensor.__float__, torch.Tensor.__bool__, loop.autocast = _float, _bool, _autocast
     try:
         yield
     finally:
-        torch.Tensor.__float__, loop.autocast = original_float, original_autocast
+        torch.Tensor.__float__, torch.Tensor.__bool__, loop.autocast = original_float, original_bool, original_autocast
 
 
 @contextlib.contextmanager
