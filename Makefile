@@ -43,7 +43,7 @@ lock: setup ## regenerate requirements.lock + requirements-dev.lock (hash-pinned
 
 DEMO_STAGES := evaluate_source_only@0 evaluate_oracle@0
 # the evaluation stages of Table 3's rows + the oracle, and of the variants and controls (uplr/experiments.py)
-ABLATION_STAGES = $(shell $(VENV)/bin/python -m uplr.experiments stages table3 oracle)
+ABLATION_STAGES = $(shell $(VENV)/bin/python -m uplr.experiments stages table3 oracle) pseudo_quality
 VARIANT_STAGES = $(shell $(VENV)/bin/python -m uplr.experiments stages variants)
 
 # The demo runs as a DVC experiment in a temporary copy (dvc exp run --temp): the workspace, dvc.lock and the

@@ -33,7 +33,7 @@ TINY = {
     "generate": {"height": 32, "width": 64, "n_source": 8, "n_target_train": 6, "n_target_val": 4},
     "data": {"source": {"size": [64, 32]}, "target": {"size": [64, 32]}},
     "train": {"iterations": 2, "batch_size": 2, "checkpoint_every": 1, "log_every": 1},
-    "tgaa": {"stages": 2, "k": 3},
+    "tgaa": {"stages": 2, "k": 3, "iterations": 2},
     "upst": {"iterations": 2, "bins": 64},
     "evaluate": {"batch_size": 2},
 }
