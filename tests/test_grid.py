@@ -140,6 +140,8 @@ def recorded(tmp_path_factory):
         run(upst)
         for method in ("gmm", "threshold", "bdl", "cbst"):
             run(upst, "upst.rounds=2", f"upst.method={method}")
+        for variant in [n for n in stages if n.startswith("train_upst_")]:  # their later rounds read more
+            run(variant, "upst.rounds=2")
         run("evaluate_upst")
         with _Profiler() as prof:
             assert cli.main(["tables", "--out", str(root / "reports")]) == 0

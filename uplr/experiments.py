@@ -61,8 +61,7 @@ ADVERSARIAL = ("adversarial",)
 TRANSLATED = ("translate.out",)
 SR = ("resample",)
 TGAA = ("tgaa",)
-TGAA_WEIGHTS = ("tgaa.k", "tgaa.nan_policy", "tgaa.weights", "tgaa.boost")  # what decides S_k's weights (UPST
-# keeps TGAA's last ones)
+TGAA_WEIGHTS = ("tgaa.weights", "tgaa.boost")  # how TGAA's last S_k weighs the source (rows continuing +TGAA)
 SELECTORS = ("upst.bins", "upst.gmm_rule", "upst.threshold", "upst.bdl_cap", "upst.cbst_portion")
 UPST_LABELS = ("upst.method", *SELECTORS, "upst.save_confidence")
 UPST_TRAIN = ("upst.iterations", "upst.rounds", "upst.lr_schedule")
@@ -173,15 +172,17 @@ _VARIANTS = (
         adversarial=True, weights="tgaa", init_from="sr", table="variants", overrides=(("tgaa.init", "scratch"),),
         versus="tgaa",
         entry="uplr.stages.train_tgaa",
-        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR,
+                    tuple(f"tgaa.{k}" for k in ("k", "stages", "nan_policy", "weights", "boost", "init")),
                     ("evaluate.batch_size",)),
         doc="TGAA trained from model.init for train.iterations (the +SR model only ranks stage 1): the "
             "suite's earlier reading of the paper"),
     Row("tgaa_sk_only", "+TGAA, S_k-only weights (tgaa.weights: sk_only)", ("AA", "IT", "SR", "TGAA"), "sr",
         "translated", adversarial=True, weights="tgaa", init_from="sr", table="variants",
         overrides=(("tgaa.weights", "sk_only"),), versus="tgaa", entry="uplr.stages.train_tgaa",
-        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR, TGAA,
-                    ("evaluate.batch_size",)),
+        reads=_keys(SOURCE_LOADER, TRANSLATED, WORKERS, DATA_TARGET, TARGET_VAL, TRAIN, ADVERSARIAL, SR,
+                    tuple(f"tgaa.{k}" for k in ("k", "stages", "nan_policy", "weights", "init", "iterations",
+                                                "lr_schedule")), ("evaluate.batch_size",)),
         doc="TGAA's weights by the literal formula over S_k only (SR's balance of the other classes dropped)"),
     Row("upst_monotone", "+UPST, monotone GMM rule (upst.gmm_rule: monotone)", ("AA", "IT", "SR", "TGAA", "UPST"),
         "tgaa", "translated", adversarial=True, weights="tgaa", pseudo=True, init_from="tgaa", table="variants",

@@ -255,7 +255,7 @@ def _train(c: _Ctx, row: X.Row) -> dict[str, Any]:
     elif c.b.init_dep:
         data.append("${model.init}")
     outs: list[Any] = [f"{run}/model.pt", {f"{run}/resume": {"cache": False, "persist": True}}]
-    if row.weights == "tgaa":
+    if row.entry == "uplr.stages.train_tgaa":  # S_k, class entropies and scores per stage
         outs.append({f"{run}/tgaa_stages.json": {"cache": False}})
     if row.pseudo:  # rounds 2..R: their pseudo labels, one folder per round (empty for one round)
         outs.append(f"{run}/later_rounds")
