@@ -56,6 +56,7 @@ def ablation(tmp_path_factory):
     if not (REPO / ".venv/.uplr-setup").exists():
         pytest.skip("needs `make setup` (the test reuses the repo's .venv)")
     root = copy_repo(tmp_path_factory.mktemp("repo"))
+    (root / "dvc.lock").unlink(missing_ok=True)  # from nothing: the lock then holds exactly the stages this run ran
     params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/ml.db", "DVC_NO_ANALYTICS": "1",
